@@ -1,0 +1,27 @@
+# Set-up and entry points. `make test` and `make demo` create .venv when missing and install
+# the project with its extras; nothing else needs to be installed by hand.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: test test-all demo train-cpu lint
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,experiments]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-all: $(STAMP)
+	$(PY) -m pytest -m ""
+
+demo: $(STAMP)
+	$(PY) -m nequip_jax.cli demo
+
+lint: $(STAMP)
+	$(PY) -m ruff check nequip_jax gmm experiments tests
