@@ -20,8 +20,11 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -m ""
 
+train-cpu: $(STAMP)
+	$(PY) -m nequip_jax.cli train cpu --workdir runs/train-cpu --evaluate
+
 demo: $(STAMP)
-	$(PY) -m nequip_jax.cli demo
+	$(PY) -m experiments.demo --preset cpu --workdir runs/demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check nequip_jax gmm experiments tests

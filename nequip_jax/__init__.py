@@ -1,3 +1,9 @@
-"""nequip-jax: NequIP interatomic potentials in JAX with fast Gaussian-mixture uncertainty."""
+"""nequip-jax: NequIP interatomic potentials in JAX with fast Gaussian-mixture uncertainty.
 
+Zhu, Batzner, Musaelian, Kozinsky, J. Chem. Phys. 158, 164111 (2023).
+"""
+
+from nequip_jax.model import NequIP, NequIPConfig, Potential, load
+
+__all__ = ["NequIP", "NequIPConfig", "Potential", "load"]
 __version__ = "0.1.0"

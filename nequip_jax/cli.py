@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -59,6 +60,136 @@ def _splits_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from nequip_jax.train import load_config, train
+
+    config = load_config(args.config, args.set or [])
+    workdir = args.workdir or f"runs/{Path(str(args.config)).stem}"
+    potential = train(config, workdir, resume=args.resume)
+    print(f"saved {workdir}/model (epoch {potential.metadata.get('epoch')})")
+    if args.evaluate:
+        from nequip_jax.data import load_3bpa
+        from nequip_jax.evaluate import evaluate_potential
+
+        rows = []
+        for split in config.data.test_splits:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                frames = load_3bpa(split, config.data.root)
+            result = evaluate_potential(potential, frames)
+            _write_json(Path(workdir) / f"eval_{split}.json", result)
+            rows.append((split, result["summary"]))
+        _print_summary(rows)
+    return 0
+
+
+def _write_json(path: Path, obj) -> None:
+    from nequip_jax._io import atomic_write_json
+
+    atomic_write_json(path, obj)
+
+
+def _print_summary(rows) -> None:
+    print(
+        "| data | structures | E RMSE (meV/atom) | F RMSE (meV/Å) | F MAE (meV/Å) "
+        "| mean ε (meV/Å) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, s in rows:
+        print(
+            f"| {name} | {s['n_structures']} | {1000 * s['energy_rmse_per_atom']:.2f} | "
+            f"{1000 * s['forces_rmse']:.1f} | {1000 * s['forces_mae']:.1f} | "
+            f"{1000 * s['mean_eps']:.1f} |"
+        )
+
+
+def _load_frames(spec: str, root: str | None):
+    from nequip_jax.data import SPLITS, load_3bpa, read_structures
+
+    if spec in SPLITS:
+        return load_3bpa(spec, root)
+    return read_structures(spec)
+
+
+def _load_model(path: str):
+    """A saved Potential (``model/``) or Ensemble (``ensemble/``) folder."""
+    from nequip_jax.model import load
+    from nequip_jax.uncertainty.ensemble import Ensemble
+
+    if (Path(path) / "ensemble.json").is_file():
+        return Ensemble.load(path)
+    return load(path)
+
+
+def _fit_gmm(args: argparse.Namespace) -> int:
+    from nequip_jax.train import load_config, load_training_data
+    from nequip_jax.train.loop import member_keys
+    from nequip_jax.uncertainty.gmm_head import fit_gmm_uncertainty, format_selection_table
+
+    model_dir = Path(args.model)
+    potential = _load_model(model_dir)
+    config_path = Path(args.config) if args.config else model_dir.parent / "config.yaml"
+    config = load_config(config_path)
+    train_atoms, _ = load_training_data(config, member_keys(config.seed, 0)[0])
+    key = jax.random.fold_in(jax.random.key(config.seed), 7)
+    fitted, table = fit_gmm_uncertainty(
+        potential, train_atoms, key=key, max_components=args.max_components
+    )
+    chosen = fitted.gmm.weights.shape[0]
+    print(format_selection_table(table, chosen))
+    print(f"chosen K = {chosen} (lowest BIC) on {sum(len(a) for a in train_atoms)} atoms")
+    fitted.save(model_dir)
+    print(f"saved the GMM with {model_dir}")
+    return 0
+
+
+def _train_ensemble(args: argparse.Namespace) -> int:
+    from nequip_jax.train import load_config
+    from nequip_jax.uncertainty.ensemble import load_variants, train_ensemble
+
+    config = load_config(args.config, args.set or [])
+    workdir = args.workdir or f"runs/{Path(str(args.config)).stem}-ensemble"
+    variants = load_variants(args.diverse) if args.diverse else None
+    mesh = None
+    if args.shard:
+        from jax.sharding import Mesh
+
+        mesh = Mesh(np.array(jax.devices()), ("member",))
+    ensemble = train_ensemble(
+        config,
+        workdir,
+        n_members=args.members,
+        variants=variants,
+        resume=args.resume,
+        mesh=mesh,
+    )
+    print(f"saved {workdir}/ensemble ({ensemble.n_members} members)")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from nequip_jax.evaluate import evaluate_potential
+
+    potential = _load_model(args.model)
+    frames = _load_frames(args.data, args.root)
+    result = evaluate_potential(potential, frames, batch_size=args.batch_size)
+    _write_json(Path(args.out), result)
+    _print_summary([(args.data, result["summary"])])
+    return 0
+
+
+def _otf(args: argparse.Namespace) -> int:
+    from nequip_jax.otf import load_otf_config, markdown_table, plot_trace, run_otf
+
+    config = load_otf_config(args.config, args.set or [])
+    workdir = Path(args.workdir or f"runs/otf-{Path(str(args.config)).stem}-{config.trigger}")
+    summary = run_otf(config, workdir, cache_dir=args.cache)
+    plot_trace(workdir, workdir / "trace.png")
+    print(markdown_table({config.trigger: summary}, list(config.test_splits)))
+    print(f"events: {workdir}/events.jsonl, plot: {workdir}/trace.png")
+    return 0 if summary["done"] else 3
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nequip-jax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,10 +199,51 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_splits_table)
 
+    p = sub.add_parser("train", help="train a model from a YAML config or preset")
+    p.add_argument("config", help="YAML file or preset name (cpu, paper)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--workdir", default=None, help="output folder (default runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from <workdir>/last.ckpt")
+    p.add_argument(
+        "--evaluate", action="store_true", help="evaluate on data.test_splits afterwards"
+    )
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="errors of a saved model on a split or an xyz file")
+    p.add_argument("model", help="model folder (<workdir>/model)")
+    p.add_argument("data", help="3BPA split name or extended-XYZ file")
+    p.add_argument("--out", required=True, help="JSON file for per-structure/per-atom errors")
+    p.add_argument("--root", default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("fit-gmm", help="fit the GMM uncertainty of a trained model (BIC)")
+    p.add_argument("model", help="model folder (<workdir>/model); the GMM is saved into it")
+    p.add_argument("--max-components", type=int, default=49)
+    p.add_argument("--config", default=None, help="run config (default <model>/../config.yaml)")
+    p.set_defaults(func=_fit_gmm)
+
+    p = sub.add_parser("train-ensemble", help="train a vmapped deep ensemble")
+    p.add_argument("config", help="YAML file or preset name")
+    p.add_argument("--members", type=int, default=10, help="traditional members")
+    p.add_argument("--diverse", default=None, help="YAML list of variants (one member each)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--workdir", default=None)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--shard", action="store_true", help="lay members over all devices")
+    p.set_defaults(func=_train_ensemble)
+
     p = sub.add_parser("demo", help="the project's main job (currently: the 3BPA split table)")
     p.add_argument("--root", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_splits_table)
+
+    p = sub.add_parser("otf", help="on-the-fly active learning in Langevin MD (resumable)")
+    p.add_argument("config", help="YAML file or OTF preset name (cpu, tiny)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. trigger=ensemble")
+    p.add_argument("--workdir", default=None, help="default runs/otf-<config>-<trigger>")
+    p.add_argument("--cache", default=None, help="folder of labelled sets and initial models")
+    p.set_defaults(func=_otf)
     return parser
 
 

@@ -1,0 +1,464 @@
+"""Expectation-maximisation for a full-covariance Gaussian mixture, jit-compiled end to end.
+
+The order of operations is scikit-learn's (``sklearn/mixture/_base.py``, ``fit_predict``):
+initialise (responsibilities from k-means labels or random, then one M-step; or explicit
+initial parameters), then repeat {E-step → lower bound of the current parameters; M-step;
+stop when ``|lower bound - previous lower bound| < tol``}. The reported lower bound is thus the
+mean log-likelihood of the parameters *before* the last M-step, and ``n_iter`` counts the
+iterations of that loop. The whole loop is one ``jax.lax.while_loop``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gmm import _validation as val
+from gmm._chunks import chunk_rows, to_chunks, to_chunks_t
+from gmm._gaussian import (
+    log_prob_and_resp_t,
+    precision_cholesky_from_covariances,
+    precision_cholesky_from_precisions,
+)
+from gmm._kmeans import kmeans
+from gmm._types import Array, FitResult, GMMParams
+
+_HI = jax.lax.Precision.HIGHEST
+
+
+class CovarianceError(ValueError):
+    """A covariance was not positive definite after regularisation (documented remedy inside)."""
+
+
+class SufficientStats(NamedTuple):
+    """Responsibility-weighted sums around reference centres ``c_k`` (one pass over the data).
+
+    Attributes:
+        resp_sum: ``[K]`` ``R_k = Σ_n r_nk``.
+        diff_sum: ``[K, D]`` ``t_k = Σ_n r_nk (x_n - c_k)``.
+        scatter: ``[K, D, D]`` ``S_k = Σ_n r_nk (x_n - c_k)(x_n - c_k)ᵀ``.
+        log_prob_sum: ``[]`` ``Σ_n log p(x_n)`` over unmasked samples (0 when the
+            responsibilities were given rather than computed).
+    """
+
+    resp_sum: Array
+    diff_sum: Array
+    scatter: Array
+    log_prob_sum: Array
+
+
+def _chunk_stats(xt: Array, resp: Array, centers: Array) -> tuple[Array, Array, Array]:
+    """``R``, ``t``, ``S`` of one feature-major chunk: ``xt`` ``[D, C]``, ``resp`` ``[K, C]``.
+
+    The scatter is ``A Aᵀ`` per component with ``A = sqrt(r) (x - c)``: one operand, not two.
+    """
+    diff = xt[None, :, :] - centers[:, :, None]  # [K, D, C]
+    scaled = jnp.sqrt(resp)[:, None, :] * diff
+    scatter = jnp.einsum("kdc,kec->kde", scaled, scaled, precision=_HI)
+    diff_sum = jnp.einsum("kc,kdc->kd", resp, diff, precision=_HI)
+    return jnp.sum(resp, axis=1), diff_sum, scatter
+
+
+def _zero_stats(n_components: int, n_features: int, dtype: Any) -> SufficientStats:
+    k, d = n_components, n_features
+    return SufficientStats(
+        jnp.zeros((k,), dtype),
+        jnp.zeros((k, d), dtype),
+        jnp.zeros((k, d, d), dtype),
+        jnp.zeros((), dtype),
+    )
+
+
+def e_step_stats(params: GMMParams, xs: Array, ms: Array) -> SufficientStats:
+    """E-step fused with the M-step's sums: one ``lax.scan`` over chunks of samples.
+
+    For every chunk: log-densities and responsibilities of the current ``params`` (stable
+    log-sum-exp; zero for masked samples), then the sums of :class:`SufficientStats` around
+    the current means. Nothing of size ``[N, K, D]`` is materialised.
+
+    Args:
+        params: current parameters (``K`` components).
+        xs: ``[n_chunks, D, C]`` feature-major samples (:func:`gmm._chunks.to_chunks_t`).
+        ms: ``[n_chunks, C]`` bool mask, False for padding.
+
+    Returns:
+        :class:`SufficientStats` with ``c_k = params.means[k]``.
+    """
+    k, d = params.means.shape
+
+    def body(acc: SufficientStats, chunk: tuple[Array, Array]) -> tuple[SufficientStats, None]:
+        xt, mc = chunk
+        log_prob, resp = log_prob_and_resp_t(params, xt)
+        resp = jnp.where(mc[None, :], resp, 0.0)
+        r_sum, t_sum, s_sum = _chunk_stats(xt, resp, params.means)
+        lp_sum = jnp.sum(jnp.where(mc, log_prob, 0.0))
+        new = SufficientStats(r_sum, t_sum, s_sum, lp_sum)
+        return jax.tree.map(jnp.add, acc, new), None
+
+    stats, _ = jax.lax.scan(body, _zero_stats(k, d, xs.dtype), (xs, ms))
+    return stats
+
+
+def resp_stats(xs: Array, rs: Array, centers: Array) -> SufficientStats:
+    """:class:`SufficientStats` of given responsibilities.
+
+    Args:
+        xs: ``[n_chunks, D, C]`` feature-major samples.
+        rs: ``[n_chunks, K, C]`` responsibilities (zero for masked samples).
+        centers: ``[K, D]`` reference centres.
+    """
+    k, d = centers.shape
+
+    def body(acc: SufficientStats, chunk: tuple[Array, Array]) -> tuple[SufficientStats, None]:
+        xt, rc = chunk
+        r_sum, t_sum, s_sum = _chunk_stats(xt, rc, centers)
+        new = SufficientStats(r_sum, t_sum, s_sum, jnp.zeros((), xs.dtype))
+        return jax.tree.map(jnp.add, acc, new), None
+
+    stats, _ = jax.lax.scan(body, _zero_stats(k, d, xs.dtype), (xs, rs))
+    return stats
+
+
+def params_from_stats(
+    stats: SufficientStats,
+    centers: Array,
+    reg_covar: Array,
+    weights_total: Array | None = None,
+) -> tuple[GMMParams, Array]:
+    """M-step from sums around ``centers`` (scikit-learn's estimators, exactly re-arranged).
+
+    ``n_k = R_k + 10·eps``; ``μ_k = Σ_n r_nk x_n / n_k = (t_k + R_k c_k) / n_k``; with
+    ``δ_k = μ_k - c_k``: ``Σ_n r_nk (x_n - μ_k)(x_n - μ_k)ᵀ = S_k - t_k δ_kᵀ - δ_k t_kᵀ +
+    R_k δ_k δ_kᵀ``, so ``Σ_k = that / n_k + reg_covar·I`` is the centred scikit-learn
+    covariance; the correction is small because ``c_k`` are the previous means.
+    ``w_k = n_k / Σ_j n_j`` (M-step) or ``n_k / weights_total`` (initialisation).
+
+    Args:
+        stats: sums around ``centers``.
+        centers: ``[K, D]`` reference centres ``c_k``.
+        reg_covar: ``[]`` covariance regularisation.
+        weights_total: optional ``[]`` denominator of the weights.
+
+    Returns:
+        ``params`` and ``failed`` ``[]`` bool (some covariance not positive definite).
+    """
+    dtype = centers.dtype
+    n_features = centers.shape[1]
+    r, t, s = stats.resp_sum, stats.diff_sum, stats.scatter
+    nk = r + 10.0 * jnp.finfo(dtype).eps
+    means = (t + r[:, None] * centers) / nk[:, None]
+    delta = means - centers
+    outer_td = t[:, :, None] * delta[:, None, :]
+    scatter = (
+        s
+        - outer_td
+        - jnp.swapaxes(outer_td, 1, 2)
+        + r[:, None, None] * delta[:, :, None] * delta[:, None, :]
+    )
+    cov = scatter / nk[:, None, None] + reg_covar * jnp.eye(n_features, dtype=dtype)
+    p, failed = precision_cholesky_from_covariances(cov)
+    total = jnp.sum(nk) if weights_total is None else weights_total
+    return GMMParams(nk / total, means, p), failed
+
+
+def params_from_resp(
+    x: Array, mask: Array, resp: Array, reg_covar: Array, *, rows: int
+) -> tuple[GMMParams, Array]:
+    """Parameters from responsibilities, as scikit-learn's ``_initialize`` (``w_k = n_k / N``).
+
+    Two passes: the means ``Σ r x / n_k``, then the scatter around them.
+
+    Args:
+        x: ``[N, D]``; ``mask``: ``[N]`` bool; ``resp``: ``[N, K]`` (zero rows where masked).
+        reg_covar: ``[]``.
+        rows: static chunk size.
+
+    Returns:
+        ``params`` and ``failed`` ``[]`` bool.
+    """
+    nk = jnp.sum(resp, axis=0) + 10.0 * jnp.finfo(x.dtype).eps
+    centers = jnp.matmul(resp.T, x, precision=_HI) / nk[:, None]
+    stats = resp_stats(to_chunks_t(x, rows), to_chunks_t(resp, rows), centers)
+    return params_from_stats(stats, centers, reg_covar, jnp.sum(mask).astype(x.dtype))
+
+
+def initial_resp(x: Array, mask: Array, key: Array, n_components: int, init: str) -> Array:
+    """``[N, K]`` initial responsibilities (zero rows for masked samples).
+
+    ``"kmeans"``: one-hot labels of :func:`gmm._kmeans.kmeans` (k-means++ then Lloyd);
+    ``"random"``: uniform draws normalised per row (scikit-learn's ``init_params="random"``).
+    """
+    if init == "kmeans":
+        labels = kmeans(x, n_components, key=key, mask=mask).labels
+        resp = jax.nn.one_hot(labels, n_components, dtype=x.dtype)
+    elif init == "random":
+        tiny = jnp.finfo(x.dtype).tiny  # > 0, so a row (K = 1) never normalises 0 / 0
+        resp = jax.random.uniform(key, (x.shape[0], n_components), x.dtype, minval=tiny)
+        resp = resp / jnp.sum(resp, axis=1, keepdims=True)
+    else:  # pragma: no cover - validated eagerly
+        raise ValueError(f"unknown init {init!r}")
+    return jnp.where(mask[:, None], resp, 0.0)
+
+
+def initial_params(
+    x: Array,
+    mask: Array,
+    key: Array,
+    reg_covar: Array,
+    weights_init: Array | None,
+    means_init: Array | None,
+    precisions_init: Array | None,
+    *,
+    n_components: int,
+    init: str,
+    rows: int,
+) -> tuple[GMMParams, Array]:
+    """Initial parameters as scikit-learn's ``GaussianMixture._initialize``.
+
+    If any of the explicit initial values is missing, responsibilities from ``init`` give
+    parameters through :func:`params_from_resp` (``w_k = n_k / N``); explicit values then
+    replace the computed ones. Explicit precisions are factorised as ``P Pᵀ = Λ``
+    (upper-triangular ``P``).
+
+    Returns:
+        ``params`` and ``failed`` ``[]`` bool.
+    """
+    failed = jnp.bool_(False)
+    if weights_init is None or means_init is None or precisions_init is None:
+        resp = initial_resp(x, mask, key, n_components, init)
+        (weights, means, p), failed = params_from_resp(x, mask, resp, reg_covar, rows=rows)
+    if weights_init is not None:
+        weights = weights_init
+    if means_init is not None:
+        means = means_init
+    if precisions_init is not None:
+        p, failed = precision_cholesky_from_precisions(precisions_init)
+    return GMMParams(weights, means, p), failed
+
+
+class _EMState(NamedTuple):
+    params: GMMParams
+    lower_bound: Array
+    lower_bounds: Array
+    n_iter: Array
+    converged: Array
+    failed: Array
+
+
+def em(
+    params: GMMParams,
+    failed: Array,
+    xs: Array,
+    ms: Array,
+    tol: Array,
+    reg_covar: Array,
+    *,
+    max_iter: int,
+) -> FitResult:
+    """The EM loop from given initial parameters, as one ``lax.while_loop``.
+
+    Each iteration is one pass over the chunks (:func:`e_step_stats`: E-step and the sums of
+    the M-step), then :func:`params_from_stats`. Runs while ``n_iter < max_iter`` and not
+    converged and not failed. A step whose M-step gives a non positive-definite covariance, or
+    whose E-step gives a non-finite likelihood, sets ``failed`` and keeps the previous
+    (valid) parameters.
+
+    Args:
+        params: initial parameters; ``failed``: ``[]`` bool, the initialisation failed.
+        xs: ``[n_chunks, D, C]`` feature-major samples; ``ms``: ``[n_chunks, C]`` bool mask.
+        tol: ``[]`` convergence threshold on the change of the lower bound.
+        reg_covar: ``[]`` covariance regularisation.
+        max_iter: static iteration budget.
+
+    Returns:
+        :class:`FitResult`.
+    """
+    dtype = xs.dtype
+    n_valid = jnp.sum(ms).astype(dtype)
+    neg_inf = jnp.asarray(-jnp.inf, dtype)
+
+    def cond(s: _EMState) -> Array:
+        return (s.n_iter < max_iter) & ~s.converged & ~s.failed
+
+    def body(s: _EMState) -> _EMState:
+        stats = e_step_stats(s.params, xs, ms)
+        lower_bound = stats.log_prob_sum / n_valid
+        new_params, chol_failed = params_from_stats(stats, s.params.means, reg_covar)
+        bad = chol_failed | ~jnp.isfinite(lower_bound)
+        params = jax.tree.map(lambda old, new: jnp.where(bad, old, new), s.params, new_params)
+        change = lower_bound - s.lower_bound
+        return _EMState(
+            params=params,
+            lower_bound=jnp.where(bad, s.lower_bound, lower_bound),
+            lower_bounds=(
+                s.lower_bounds.at[s.n_iter].set(lower_bound) if max_iter else s.lower_bounds
+            ),
+            n_iter=s.n_iter + 1,
+            converged=(jnp.abs(change) < tol) & ~bad,
+            failed=bad,
+        )
+
+    state = _EMState(
+        params=params,
+        lower_bound=neg_inf,
+        lower_bounds=jnp.full((max_iter,), jnp.nan, dtype),
+        n_iter=jnp.int32(0),
+        converged=jnp.bool_(False),
+        failed=failed,
+    )
+    s = jax.lax.while_loop(cond, body, state)
+    return FitResult(s.params, s.lower_bound, s.lower_bounds, s.n_iter, s.converged, s.failed)
+
+
+def _select_best(results: FitResult) -> FitResult:
+    """The run with the highest lower bound among runs that did not fail (first on ties).
+
+    If no run has a finite lower bound (``max_iter == 0``), the first run that did not fail;
+    if all failed, run 0 (whose ``failed`` flag is then True).
+    """
+    ok = ~results.failed
+    score = jnp.where(ok, results.lower_bound, -jnp.inf)
+    best = jnp.argmax(score)
+    best = jnp.where(jnp.max(score) == -jnp.inf, jnp.argmax(ok), best)
+    return jax.tree.map(lambda a: a[best], results)
+
+
+@functools.partial(jax.jit, static_argnames=("n_components", "max_iter", "n_init", "init"))
+def fit_jit(
+    x: Array,
+    mask: Array,
+    key: Array,
+    tol: Array,
+    reg_covar: Array,
+    weights_init: Array | None = None,
+    means_init: Array | None = None,
+    precisions_init: Array | None = None,
+    *,
+    n_components: int,
+    max_iter: int = 100,
+    n_init: int = 1,
+    init: str = "kmeans",
+) -> FitResult:
+    """The jitted core of :func:`fit`: no validation, failures reported in ``failed``.
+
+    Restart ``i`` of ``n_init`` uses the key ``jax.random.fold_in(key, i)``; restarts run
+    batched with ``vmap`` and the best lower bound wins (see :func:`_select_best`). Compiled
+    once per (N, D, K, dtype, which initial values are given, max_iter, n_init, init).
+    """
+
+    x = jnp.where(mask[:, None], x, jnp.zeros((), x.dtype))  # padding may hold NaN or inf
+    k = n_components
+    rows = chunk_rows(x.shape[0], k, x.shape[1])
+    xs, ms = to_chunks_t(x, rows), to_chunks(mask, rows)
+
+    def one_run(run_key: Array) -> FitResult:
+        params, failed = initial_params(
+            x,
+            mask,
+            run_key,
+            reg_covar,
+            weights_init,
+            means_init,
+            precisions_init,
+            n_components=n_components,
+            init=init,
+            rows=rows,
+        )
+        return em(params, failed, xs, ms, tol, reg_covar, max_iter=max_iter)
+
+    if n_init == 1:
+        return one_run(jax.random.fold_in(key, 0))
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(n_init))
+    return _select_best(jax.vmap(one_run)(keys))
+
+
+def fit(
+    x: Any,
+    n_components: int,
+    *,
+    key: Any,
+    mask: Any = None,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    n_init: int = 1,
+    init: str = "kmeans",
+    weights_init: Any = None,
+    means_init: Any = None,
+    precisions_init: Any = None,
+) -> FitResult:
+    """Fit a full-covariance Gaussian mixture by EM (the uncertainty model of Zhu et al. 2023).
+
+    scikit-learn semantics (``GaussianMixture(covariance_type="full")``): stop when the change
+    of the mean log-likelihood is below ``tol``; ``reg_covar`` is added to every covariance
+    diagonal; ``n_init`` restarts (batched with ``vmap``, restart ``i`` keyed by
+    ``fold_in(key, i)``), the best lower bound wins. Everything after validation is one jitted
+    call whose EM loop is a ``lax.while_loop``; it is compiled once per (N, D, K, dtype,
+    static options). Computation is in the dtype of ``x`` (float32 or float64).
+
+    Args:
+        x: ``[N, D]`` features.
+        n_components: number of components ``K``.
+        key: PRNG key for the initialisation (required even when it is unused).
+        mask: optional ``[N]`` bool; False rows are padding, with zero weight everywhere
+            (responsibilities, k-means++ seeding, lower bound, N).
+        max_iter: EM iteration budget (default 100).
+        tol: convergence threshold on the change of the lower bound (default 1e-3; 0 or
+            ``-inf`` runs exactly ``max_iter`` iterations).
+        reg_covar: non-negative value added to covariance diagonals (default 1e-6).
+        n_init: number of restarts (default 1).
+        init: ``"kmeans"`` (k-means++ seeding then Lloyd, default) or ``"random"``.
+        weights_init: optional ``[K]`` initial weights.
+        means_init: optional ``[K, D]`` initial means.
+        precisions_init: optional ``[K, D, D]`` initial precision matrices (inverse
+            covariances, scikit-learn's convention). If all three are given, ``init`` is unused.
+
+    Returns:
+        :class:`FitResult` (``failed`` is always False: failures raise).
+
+    Raises:
+        ValueError: invalid inputs (shapes, NaN/inf features, fewer samples than components).
+        CovarianceError: (a ``ValueError``) a covariance was not positive definite after
+            regularisation in every restart.
+    """
+    xa = val.as_features(x)
+    n_samples, n_features = xa.shape
+    n_components = val.check_positive_int(n_components, "n_components", 1)
+    max_iter = val.check_positive_int(max_iter, "max_iter", 0)
+    n_init = val.check_positive_int(n_init, "n_init", 1)
+    init = val.check_init(init)
+    tol = val.check_float(tol, "tol")
+    reg_covar = val.check_float(reg_covar, "reg_covar", minimum=0.0)
+    key = val.check_key(key)
+    mask_a = val.as_mask(mask, n_samples)
+    val.check_n_samples(val.n_valid_samples(mask_a), n_components)
+    val.check_finite_features(xa, mask_a)
+    dtype = xa.dtype
+    if weights_init is not None:
+        weights_init = val.check_weights_init(weights_init, n_components, dtype)
+    if means_init is not None:
+        means_init = val.check_means_init(means_init, n_components, n_features, dtype)
+    if precisions_init is not None:
+        precisions_init = val.check_precisions_init(
+            precisions_init, n_components, n_features, dtype
+        )
+    result = fit_jit(
+        xa,
+        mask_a,
+        key,
+        jnp.asarray(tol, dtype),
+        jnp.asarray(reg_covar, dtype),
+        weights_init,
+        means_init,
+        precisions_init,
+        n_components=n_components,
+        max_iter=max_iter,
+        n_init=n_init,
+        init=init,
+    )
+    if bool(result.failed):
+        raise CovarianceError(val.ill_defined_message(reg_covar, dtype))
+    return result

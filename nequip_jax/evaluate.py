@@ -1,0 +1,74 @@
+"""Errors of a potential on labelled structures: per structure, per atom, and summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ase
+import numpy as np
+
+__all__ = ["evaluate_potential", "per_atom_force_rmse"]
+
+
+def per_atom_force_rmse(forces_pred: np.ndarray, forces_true: np.ndarray) -> np.ndarray:
+    """ε_i of Zhu et al. (2023), Eq. (2): RMS over x, y, z of the force error of atom i.
+
+    Args:
+        forces_pred, forces_true: [n_atoms, 3] (eV/Å).
+
+    Returns:
+        [n_atoms] (eV/Å).
+    """
+    diff = np.asarray(forces_pred) - np.asarray(forces_true)
+    return np.sqrt(np.mean(diff**2, axis=-1))
+
+
+def evaluate_potential(potential, atoms_list: Sequence[ase.Atoms], batch_size: int = 32) -> dict:
+    """Predict labelled structures and compare with their labels.
+
+    Returns a dictionary with
+
+    - ``summary``: ``energy_rmse_per_atom`` and ``energy_mae_per_atom`` (eV/atom),
+      ``forces_rmse`` (RMS over all force components, eV/Å; equals the RMS of ε over atoms),
+      ``forces_mae`` (eV/Å), ``mean_eps`` (ε̄, mean of ε over atoms, Eq. (3)), ``n_structures``,
+      ``n_atoms``;
+    - ``per_structure``: ``energy_true``, ``energy_pred``, ``energy_error_per_atom``, ``n_atoms``;
+    - ``per_atom``: ``structure``, ``atom``, ``eps`` and, when the model gives one, ``uncertainty``
+      (the GMM NLL of Eq. (8) for a potential with a GMM, σ of Eq. (4) for an ensemble).
+
+    ``potential`` is a :class:`~nequip_jax.model.Potential` or an ensemble (anything whose
+    ``predict`` returns ``energy`` and ``forces``).
+    """
+    pred = potential.predict(atoms_list, batch_size=batch_size)
+    e_true = np.array([a.get_potential_energy() for a in atoms_list])
+    n_atoms = np.array([len(a) for a in atoms_list])
+    f_true = [a.get_forces() for a in atoms_list]
+    eps = [per_atom_force_rmse(fp, ft) for fp, ft in zip(pred["forces"], f_true)]
+    de = (pred["energy"] - e_true) / n_atoms
+    all_eps = np.concatenate(eps)
+    dF = np.concatenate([fp - ft for fp, ft in zip(pred["forces"], f_true)])
+    result = {
+        "summary": {
+            "energy_rmse_per_atom": float(np.sqrt(np.mean(de**2))),
+            "energy_mae_per_atom": float(np.mean(np.abs(de))),
+            "forces_rmse": float(np.sqrt(np.mean(dF**2))),
+            "forces_mae": float(np.mean(np.abs(dF))),
+            "mean_eps": float(np.mean(all_eps)),
+            "n_structures": len(atoms_list),
+            "n_atoms": int(n_atoms.sum()),
+        },
+        "per_structure": {
+            "energy_true": e_true.tolist(),
+            "energy_pred": pred["energy"].tolist(),
+            "energy_error_per_atom": de.tolist(),
+            "n_atoms": n_atoms.tolist(),
+        },
+        "per_atom": {
+            "structure": np.repeat(np.arange(len(atoms_list)), n_atoms).tolist(),
+            "atom": np.concatenate([np.arange(n) for n in n_atoms]).tolist(),
+            "eps": all_eps.tolist(),
+        },
+    }
+    if "uncertainty" in pred:  # GMM NLL (Eq. (8)) or ensemble σ (Eq. (4))
+        result["per_atom"]["uncertainty"] = np.concatenate(pred["uncertainty"]).tolist()
+    return result

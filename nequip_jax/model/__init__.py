@@ -1,0 +1,67 @@
+"""The NequIP model (Batzner et al. 2022) with its final scalar features (Zhu et al. 2023)."""
+
+from nequip_jax.model._blocks import InteractionBlock, SpeciesLinear, gate
+from nequip_jax.model._config import NequIPConfig, hidden_irreps
+from nequip_jax.model._convolution import (
+    channels_last_blocks,
+    convolution,
+    edge_messages,
+    group_columns,
+)
+from nequip_jax.model._irreps import (
+    ConvolutionPlan,
+    LayerIrreps,
+    convolution_plan,
+    layer_irreps,
+)
+from nequip_jax.model._nequip import NequIP, model_layers
+from nequip_jax.model._predict import (
+    compiler_options,
+    edge_vectors,
+    energy_forces_features,
+    init_params,
+    make_predict_fn,
+)
+from nequip_jax.model._radial import (
+    bessel_basis,
+    bessel_frequencies,
+    normalized_activation,
+    polynomial_cutoff,
+    radial_embedding,
+    radial_mlp,
+)
+
+__all__ = [
+    "ConvolutionPlan",
+    "InteractionBlock",
+    "LayerIrreps",
+    "NequIP",
+    "NequIPConfig",
+    "SpeciesLinear",
+    "convolution",
+    "bessel_basis",
+    "bessel_frequencies",
+    "channels_last_blocks",
+    "compiler_options",
+    "convolution_plan",
+    "edge_messages",
+    "edge_vectors",
+    "energy_forces_features",
+    "gate",
+    "group_columns",
+    "hidden_irreps",
+    "init_params",
+    "layer_irreps",
+    "make_predict_fn",
+    "model_layers",
+    "normalized_activation",
+    "polynomial_cutoff",
+    "radial_embedding",
+    "radial_mlp",
+]
+
+# Added by the lead: the pure-function pair and the trained-model bundle.
+from nequip_jax.model._fns import make_model_fns  # noqa: E402
+from nequip_jax.model.potential import Potential, load  # noqa: E402
+
+__all__ += ["Potential", "load", "make_model_fns"]

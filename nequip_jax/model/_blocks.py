@@ -1,0 +1,203 @@
+"""Building blocks of NequIP (Batzner et al. 2022) as thin flax modules over plain arrays.
+
+Weights are drawn from N(0, 1) and every linear map divides by ``sqrt(fan_in)`` in the forward
+pass (e3nn's "forward" initialisation, as in nequip), so that unit-variance inputs give
+unit-variance outputs at initialisation whatever the widths.
+"""
+
+from __future__ import annotations
+
+import math
+
+import e3nn_jax as e3nn
+import flax.linen as nn
+import jax.numpy as jnp
+
+from nequip_jax.model._convolution import convolution
+from nequip_jax.model._irreps import LayerIrreps, convolution_plan
+from nequip_jax.model._radial import normalized_activation
+
+__all__ = ["SpeciesLinear", "gate", "InteractionBlock", "LINEAR_NORMALISATION"]
+
+# e3nn linear layers: weights N(0, 1) scaled by 1/sqrt(fan_in) in the forward pass, spelled out
+# so that a changed global e3nn configuration cannot change the model.
+LINEAR_NORMALISATION = {"path_normalization": "element", "gradient_normalization": "path"}
+
+
+class SpeciesLinear(nn.Module):
+    """Species-dependent equivariant linear map (the NequIP self-connection).
+
+    Equivalent to e3nn's fully connected tensor product of the features with the one-hot species
+    (nequip's ``sc``): one ``[mul_in, mul_out]`` matrix per species and matching irrep.
+
+    Attributes:
+        irreps_out: output irreps (string); outputs no input irrep can reach are zero.
+        num_species: number of species.
+    """
+
+    irreps_out: str
+    num_species: int
+
+    @nn.compact
+    def __call__(self, x: e3nn.IrrepsArray, species_onehot: jnp.ndarray) -> e3nn.IrrepsArray:
+        """x: [n_node, irreps_in] (regrouped); species_onehot: [n_node, num_species]."""
+        n_node = x.shape[0]
+        chunks = []
+        for i_out, (mul_out, ir_out) in enumerate(e3nn.Irreps(self.irreps_out)):
+            matches = [
+                (chunk, mul)
+                for (mul, ir), chunk in zip(x.irreps, x.chunks, strict=True)
+                if ir == ir_out and chunk is not None
+            ]
+            if not matches:
+                chunks.append(None)
+                continue
+            chunk, mul_in = matches[0]  # regrouped input: at most one chunk per irrep
+            w = self.param(
+                f"w{i_out}_{ir_out}",
+                nn.initializers.normal(1.0),
+                (self.num_species * mul_in, mul_out),
+                x.dtype,
+            )
+            # [n, S, mul_in, d] → [n, S·mul_in, d]: one matmul for all species at once.
+            z = species_onehot[:, :, None, None] * chunk[:, None, :, :]
+            z = z.reshape(n_node, self.num_species * mul_in, ir_out.dim)
+            chunks.append(jnp.einsum("nkd,kv->nvd", z, w) / math.sqrt(mul_in))
+        return e3nn.from_chunks(self.irreps_out, chunks, (n_node,), x.dtype)
+
+
+def gate(x: e3nn.IrrepsArray, layer: LayerIrreps) -> e3nn.IrrepsArray:
+    """Gate nonlinearity (Weiler et al. 2018; Batzner et al. 2022).
+
+    Even scalars → SiLU, odd scalars → tanh, gates → SiLU (even) or tanh (odd) and multiply the
+    non-scalar channels one to one (activations normalised to unit second moment).
+
+    Args:
+        x: [n_node, layer.conv_out] laid out as scalars, gates, gated irreps (the last scalar
+            entry of ``layer.conv_out`` is the gate block when ``layer.num_gates > 0``).
+        layer: the block's irreps.
+
+    Returns:
+        [n_node, layer.outputs] (regrouped).
+    """
+    n_node = x.shape[0]
+    act = {1: normalized_activation("silu"), -1: normalized_activation("tanh")}
+    entries = list(e3nn.Irreps(layer.conv_out))
+    n_scalar_entries = sum(1 for _, ir in entries if ir.l == 0)
+    gate_entry = n_scalar_entries - 1 if layer.num_gates else None
+    out_irreps, out_chunks, gated = [], [], []
+    gates = None
+    offset = 0
+    for index, (mul, ir) in enumerate(entries):
+        block = x.array[:, offset : offset + mul * ir.dim]
+        offset += mul * ir.dim
+        if index == gate_entry:
+            gates = (ir.p, act[ir.p](block))
+        elif ir.l == 0:
+            out_irreps.append((mul, ir))
+            out_chunks.append(act[ir.p](block)[:, :, None])
+        else:
+            gated.append((mul, ir, block.reshape(n_node, mul, ir.dim)))
+    g0 = 0
+    for mul, ir, values in gated:
+        gate_parity, gate_values = gates
+        out_irreps.append((mul, e3nn.Irrep(ir.l, ir.p * gate_parity)))
+        out_chunks.append(values * gate_values[:, g0 : g0 + mul, None])
+        g0 += mul
+    return e3nn.from_chunks(out_irreps, out_chunks, (n_node,), x.dtype).regroup()
+
+
+class InteractionBlock(nn.Module):
+    """One NequIP interaction block (Batzner et al. 2022, Fig. 1; nequip ``ConvNetLayer``).
+
+    ``x → SC(x, species) + Linear₂(Conv(Linear₁(x)) / sqrt(avg_num_neighbors))`` → gate
+    (→ ``+ x`` with ``residual`` when the irreps agree).
+
+    Attributes:
+        layer: the block's irreps (see :func:`nequip_jax.model.layer_irreps`).
+        lmax_sh: largest l of the edge spherical harmonics.
+        num_species: number of species.
+        radial_mlp_depth, radial_mlp_width: radial MLP shape.
+        avg_num_neighbors: normalisation of the neighbour sum.
+        residual: add the input to the output when the irreps agree.
+        edge_chunk_size: edges per chunk of the convolution (speed only).
+    """
+
+    layer: LayerIrreps
+    lmax_sh: int
+    num_species: int
+    radial_mlp_depth: int
+    radial_mlp_width: int
+    avg_num_neighbors: float
+    residual: bool = False
+    edge_chunk_size: int = 512
+
+    @nn.compact
+    def __call__(
+        self,
+        x: e3nn.IrrepsArray,
+        sh: jnp.ndarray,
+        embedding: jnp.ndarray,
+        senders: jnp.ndarray,
+        receivers: jnp.ndarray,
+        species_onehot: jnp.ndarray,
+    ) -> e3nn.IrrepsArray:
+        """Update node features.
+
+        Args:
+            x: [n_node, layer.inputs] node features.
+            sh: [n_edge, (lmax_sh + 1)^2] edge spherical harmonics.
+            embedding: [n_edge, num_basis] radial embedding (zero on padding edges).
+            senders, receivers: [n_edge] node indices (message sender → receiver).
+            species_onehot: [n_node, num_species].
+
+        Returns:
+            [n_node, layer.outputs] new node features.
+        """
+        plan = convolution_plan(self.layer.inputs, self.layer.conv_out, self.lmax_sh)
+        dtype = x.dtype
+        self_connection = SpeciesLinear(self.layer.conv_out, self.num_species, name="sc")(
+            x, species_onehot
+        )
+        # Self-interaction (linear_1), written straight into the channels-last layout.
+        h = []
+        for (mul, ir), chunk in zip(x.irreps, x.chunks, strict=True):
+            w = self.param(f"linear_1_{ir}", nn.initializers.normal(1.0), (mul, mul), dtype)
+            h.append(jnp.einsum("nud,uv->ndv", chunk, w / math.sqrt(mul)))
+        widths = (
+            [embedding.shape[-1]]
+            + [self.radial_mlp_width] * self.radial_mlp_depth
+            + [plan.num_weights]
+        )
+        mlp_weights = [
+            self.param(f"radial_w{k}", nn.initializers.normal(1.0), (n_in, n_out), dtype)
+            for k, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True))
+        ]
+        aggregated = convolution(
+            h,
+            sh,
+            embedding,
+            mlp_weights,
+            senders,
+            receivers,
+            plan,
+            chunk_size=self.edge_chunk_size,
+        )
+        # linear_2: each conv_out entry mixes all message channels of its irrep; the neighbour
+        # normalisation 1/sqrt(avg_num_neighbors) is folded into the same scale.
+        by_irrep = {
+            (ell, p): (m, a) for (m, ell, p), a in zip(plan.outputs, aggregated, strict=True)
+        }
+        chunks = []
+        for index, (mul_out, ir) in enumerate(e3nn.Irreps(self.layer.conv_out)):
+            m, messages = by_irrep[(ir.l, ir.p)]
+            w = self.param(
+                f"linear_2_{index}_{ir}", nn.initializers.normal(1.0), (m, mul_out), dtype
+            )
+            norm = 1.0 / math.sqrt(m * self.avg_num_neighbors)
+            chunks.append(jnp.einsum("ndm,mv->nvd", messages, w * norm))
+        conv = e3nn.from_chunks(self.layer.conv_out, chunks, (x.shape[0],), dtype)
+        out = gate(conv + self_connection, self.layer)
+        if self.residual and out.irreps == x.irreps:
+            out = out + x
+        return out

@@ -1,0 +1,204 @@
+"""Energies, forces and features of a padded batch as one pure function of ``(params, graph)``.
+
+Forces are ``F = −∂E/∂r`` (Batzner et al. 2022) by reverse-mode autodiff of the sum of the real
+graphs' energies, in the same pass that produces the per-atom energies and features.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jraph
+
+from nequip_jax.model._config import NequIPConfig
+from nequip_jax.model._nequip import NequIP, check_dtype
+from nequip_jax.model._radial import bessel_frequencies
+
+__all__ = [
+    "compiler_options",
+    "edge_vectors",
+    "energy_forces_features",
+    "init_params",
+    "make_model_fns",
+    "make_predict_fn",
+]
+
+_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
+@functools.cache
+def compiler_options() -> dict[str, str] | None:
+    """XLA options to pass as ``jax.jit(..., compiler_options=compiler_options())``.
+
+    On CPU, XLA 0.10's default YNNPACK fusions of small elementwise/reduction ops made the
+    forward+forces pass of this model about 10× slower on the project's 2-core machine
+    (experiments/bench/model_throughput.py); keeping YNNPACK for individual matmuls only restores
+    the plain XLA loop fusions. ``None`` on other backends, or when this jaxlib does not know
+    the option (then the defaults are used).
+    """
+    if jax.default_backend() != "cpu":
+        return None
+    try:
+        jax.jit(lambda x: x + 1.0, compiler_options=_CPU_OPTIONS).lower(1.0).compile()
+    except Exception:  # an unknown or renamed option: fall back to XLA's defaults
+        return None
+    return dict(_CPU_OPTIONS)
+
+
+def edge_vectors(positions: jnp.ndarray, graph: jraph.GraphsTuple) -> jnp.ndarray:
+    """[n_edge, 3] ``r_ij = positions[senders] − positions[receivers] + shifts``."""
+    return positions[graph.senders] - positions[graph.receivers] + graph.edges["shifts"]
+
+
+def _apply(model: NequIP, params: Any, positions: jnp.ndarray, graph: jraph.GraphsTuple):
+    return model.apply(
+        params,
+        edge_vectors(positions, graph),
+        graph.nodes["species"],
+        graph.senders,
+        graph.receivers,
+        graph.edges["mask"],
+        graph.nodes["mask"],
+    )
+
+
+def _dummy_inputs(dtype) -> tuple:
+    """Two atoms and two edges: parameter shapes do not depend on the graph size."""
+    return (
+        jnp.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]], dtype),
+        jnp.array([0, 0], jnp.int32),
+        jnp.array([1, 0], jnp.int32),
+        jnp.array([0, 1], jnp.int32),
+        jnp.array([True, True]),
+        jnp.array([True, True]),
+    )
+
+
+def init_params(
+    config: NequIPConfig, graph: jraph.GraphsTuple | None = None, *, key: jax.Array
+) -> Any:
+    """Initial parameters of ``NequIP(config)``.
+
+    Same distribution as ``NequIP(config).init`` — every weight N(0, 1) (e3nn/nequip "forward"
+    initialisation: the layers divide by sqrt(fan_in) in the forward pass); energy scales,
+    shifts and Bessel frequencies from the config — but drawn as one normal vector split over
+    the leaves, which avoids compiling (or dispatching op by op) the whole forward pass just to
+    initialise.
+
+    Args:
+        config: the hyperparameters.
+        graph: unused (accepted so that ``init(key, graph)`` call sites keep working); the
+            parameter shapes do not depend on the batch.
+        key: a ``jax.random`` key.
+    """
+    del graph
+    dtype = check_dtype(config)
+    model = NequIP(config)
+    inputs = _dummy_inputs(dtype)
+    reference = jax.eval_shape(lambda: model.init(jax.random.key(0), *inputs))
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(reference)
+    fixed = {
+        "energy_scale": jnp.asarray(config.scales, dtype),
+        "energy_shift": jnp.asarray(config.shifts, dtype),
+        "bessel_frequencies": jnp.asarray(
+            bessel_frequencies(config.num_basis, config.r_max), dtype
+        ),
+    }
+    names = [_leaf_name(path) for path, _ in leaves]
+    sizes = [
+        int(leaf.size) for (_, leaf), name in zip(leaves, names, strict=True) if name not in fixed
+    ]
+    draws = jax.random.normal(key, (sum(sizes),), dtype)
+    values, offset = [], 0
+    for (_, leaf), name in zip(leaves, names, strict=True):
+        if name in fixed:
+            values.append(fixed[name].reshape(leaf.shape))
+        else:
+            values.append(draws[offset : offset + leaf.size].reshape(leaf.shape).astype(leaf.dtype))
+            offset += leaf.size
+    return jax.tree_util.tree_unflatten(treedef, values)
+
+
+def _leaf_name(path) -> str:
+    last = path[-1]
+    return str(getattr(last, "key", last))
+
+
+def energy_forces_features(
+    model: NequIP, params: Any, graph: jraph.GraphsTuple
+) -> dict[str, jnp.ndarray]:
+    """Total energies, forces, per-atom energies and final scalar features of a padded batch.
+
+    Args:
+        model: the module (its config fixes the dtype).
+        params: its parameters.
+        graph: a padded batch from :meth:`nequip_jax.data.GraphDataset.batch`.
+
+    Returns:
+        ``energy`` [n_graph] (eV), ``forces`` [n_node, 3] (eV/Å), ``node_energy`` [n_node] (eV),
+        ``features`` [n_node, feature_dim]; all zero on padding graphs/atoms. Jittable; the
+        model is evaluated once (value and gradient from one forward + one backward pass).
+    """
+    dtype = check_dtype(model.config)
+    positions = jnp.asarray(graph.nodes["positions"]).astype(dtype)
+    node_mask = graph.nodes["mask"]
+    graph_mask = graph.globals["mask"]
+    n_graph = graph.n_node.shape[0]
+
+    def total_energy(pos):
+        node_energy, features = _apply(model, params, pos, graph)
+        # Padding atoms already give 0, so the sum is that of the real graphs' energies.
+        return jnp.sum(node_energy), (node_energy, features)
+
+    (_, (node_energy, features)), gradient = jax.value_and_grad(total_energy, has_aux=True)(
+        positions
+    )
+    energy = jax.ops.segment_sum(node_energy, graph.nodes["graph_index"], num_segments=n_graph)
+    return {
+        "energy": jnp.where(graph_mask, energy, 0.0),
+        "forces": jnp.where(node_mask[:, None], -gradient, 0.0),
+        "node_energy": node_energy,
+        "features": features,
+    }
+
+
+def make_predict_fn(
+    config: NequIPConfig,
+) -> Callable[[Any, jraph.GraphsTuple], dict[str, jnp.ndarray]]:
+    """Jitted ``predict(params, graph) -> energy_forces_features(NequIP(config), params, graph)``.
+
+    Compiles once per padded batch shape (use one :class:`nequip_jax.data.PaddingBudget`), with
+    :func:`compiler_options`.
+    """
+    model = NequIP(config)
+
+    def predict(params: Any, graph: jraph.GraphsTuple) -> dict[str, jnp.ndarray]:
+        return energy_forces_features(model, params, graph)
+
+    return jax.jit(predict, compiler_options=compiler_options())
+
+
+def make_model_fns(
+    config: NequIPConfig,
+) -> tuple[
+    Callable[..., Any],
+    Callable[[Any, jraph.GraphsTuple], dict[str, jnp.ndarray]],
+]:
+    """Pure (unjitted) ``init(key, graph) -> params`` and
+    ``predict(params, graph) -> energy_forces_features(...)`` of ``NequIP(config)``.
+
+    Jit them (or a function that calls them) with ``compiler_options=compiler_options()``.
+    """
+    model = NequIP(config)
+
+    def init(key: jax.Array, graph: jraph.GraphsTuple) -> Any:
+        return init_params(config, graph, key=key)
+
+    def predict(params: Any, graph: jraph.GraphsTuple) -> dict[str, jnp.ndarray]:
+        return energy_forces_features(model, params, graph)
+
+    return init, predict

@@ -1,0 +1,240 @@
+"""The trained-model bundle: configuration, parameters, species, statistics, optional GMM.
+
+A :class:`Potential` predicts energies, forces, per-atom energies, the final scalar features and,
+when a Gaussian mixture is attached, the per-atom negative log-likelihood (Zhu et al. 2023,
+Eq. (8)) — all from one jitted forward pass per padded batch.
+
+On disk a potential is a folder:
+
+- ``potential.json`` — format version, model configuration, species, statistics, metadata;
+- ``params.msgpack`` — the parameters (``flax.serialization``);
+- ``gmm.npz`` — the Gaussian mixture, when fitted (``gmm.save``).
+
+The folder is written next to its destination and renamed into place, so an interrupted save never
+leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ase
+import jax
+import numpy as np
+from flax import serialization
+from nequip_jax.model._fns import make_model_fns
+from nequip_jax.model._config import NequIPConfig
+
+import gmm as gmm_lib
+from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget
+
+__all__ = ["Potential", "load", "FORMAT_VERSION", "run_batched", "check_dataset"]
+
+FORMAT_VERSION = 1
+
+
+def _round_to(n: int) -> int:
+    return 64 if n > 256 else 8
+
+
+def check_dataset(dataset: GraphDataset, species: tuple[int, ...], r_max: float) -> None:
+    """Raise if ``dataset`` was built for another species list or cutoff."""
+    if dataset.species != tuple(species) or dataset.r_max != float(r_max):
+        raise ValueError(
+            f"the graphs were built with r_max={dataset.r_max} and species {dataset.species}, the "
+            f"model needs r_max={r_max} and species {tuple(species)}; build them with the "
+            "model's graphs() method."
+        )
+
+
+def run_batched(
+    fn,
+    args: tuple,
+    dataset: GraphDataset,
+    batch_size: int,
+    dtype: str,
+    member_axis: bool = False,
+    budget: PaddingBudget | None = None,
+) -> dict:
+    """Run ``fn(*args, batch)`` over a data set in padded batches and strip the padding.
+
+    ``fn`` returns ``energy`` (per graph) and per-node arrays. Budgets are rounded up so that
+    data sets of similar size share one compiled shape. With ``member_axis`` every output has a
+    leading member axis, which is kept. ``budget`` fixes the padded shape instead (it must fit
+    any ``batch_size`` structures of the data set), e.g. to keep one compiled shape while a data
+    set grows.
+
+    Returns:
+        ``energy`` [(members,) n_structures] and, for every per-node key, a list with one array
+        per structure ([(members,) n_atoms, ...]).
+    """
+    if budget is None:
+        budget = compute_budget(dataset, batch_size)
+        budget = budget._replace(
+            n_node=-(-budget.n_node // _round_to(budget.n_node)) * _round_to(budget.n_node),
+            n_edge=-(-budget.n_edge // _round_to(budget.n_edge)) * _round_to(budget.n_edge),
+        )
+    np_dtype = np.float64 if dtype == "float64" else np.float32
+    axis = 1 if member_axis else 0
+    chunks: dict[str, list] = {}
+    with jax.enable_x64(dtype == "float64"):
+        for start in range(0, len(dataset), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(dataset)))
+            out = jax.device_get(fn(*args, dataset.batch(idx, budget, dtype=np_dtype)))
+            n_real = int(dataset.n_node[idx].sum())
+            for key, value in out.items():
+                keep = len(idx) if key == "energy" else n_real
+                chunks.setdefault(key, []).append(np.take(value, np.arange(keep), axis=axis))
+    splits = np.cumsum(dataset.n_node)[:-1]
+    result = {}
+    for key, parts in chunks.items():
+        joined = np.concatenate(parts, axis=axis).astype(np.float64)
+        result[key] = joined if key == "energy" else np.split(joined, splits, axis=axis)
+    return result
+
+
+@dataclasses.dataclass
+class Potential:
+    """A trained NequIP model.
+
+    Attributes:
+        config: the model hyperparameters (including the data statistics baked in).
+        params: the parameter pytree.
+        species: atomic numbers, in the order of the model's species index.
+        statistics: training-set statistics (for reference).
+        gmm: a fitted Gaussian mixture on the final features (``gmm.GMMParams``) or ``None``.
+        metadata: free-form provenance (seed, epoch, ...).
+    """
+
+    config: NequIPConfig
+    params: Any
+    species: tuple[int, ...]
+    statistics: dict = dataclasses.field(default_factory=dict)
+    gmm: Any = None
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        self.species = tuple(int(z) for z in self.species)
+        self._compiled = None
+
+    @property
+    def r_max(self) -> float:
+        return float(self.config.r_max)
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.config.resolved_feature_dim)
+
+    def _predict_fn(self):
+        if self._compiled is None:
+            _, predict = make_model_fns(self.config)
+
+            def run(params, gmm_params, graph):
+                out = predict(params, graph)
+                if gmm_params is not None:
+                    out["nll"] = gmm_lib.nll(gmm_params, out["features"])
+                return out
+
+            self._compiled = jax.jit(run)
+        return self._compiled
+
+    def graphs(
+        self, atoms_list: Sequence[ase.Atoms], *, source: str = "structures"
+    ) -> GraphDataset:
+        """Graphs of ``atoms_list`` with this model's cutoff and species (labels optional)."""
+        return GraphDataset(
+            atoms_list, self.r_max, self.species, source=source, require_labels=False
+        )
+
+    def predict_graphs(self, dataset: GraphDataset, batch_size: int = 32) -> dict:
+        """Predictions for a :class:`GraphDataset` built by :meth:`graphs` (see :meth:`predict`)."""
+        check_dataset(dataset, self.species, self.r_max)
+        out = run_batched(
+            self._predict_fn(), (self.params, self.gmm), dataset, batch_size, self.config.dtype
+        )
+        if "nll" in out:
+            out["uncertainty"] = out["nll"]
+        return out
+
+    def predict(self, atoms_list: Sequence[ase.Atoms], batch_size: int = 32) -> dict:
+        """Predict a list of structures.
+
+        Returns:
+            ``energy`` [n_structures] (eV); ``forces``, ``node_energy``, ``features`` (and ``nll``
+            when a GMM is attached): lists with one array per structure of shapes [n_atoms, 3],
+            [n_atoms], [n_atoms, feature_dim] and [n_atoms].
+        """
+        return self.predict_graphs(self.graphs(atoms_list), batch_size)
+
+    def with_gmm(self, gmm_params) -> Potential:
+        """A copy of this potential with ``gmm_params`` attached."""
+        return dataclasses.replace(self, gmm=gmm_params)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the potential folder atomically (see the module docstring)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        try:
+            info = {
+                "format_version": FORMAT_VERSION,
+                "config": self.config.to_dict(),
+                "species": list(self.species),
+                "statistics": self.statistics,
+                "metadata": self.metadata,
+            }
+            (tmp / "potential.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+            params = serialization.to_state_dict(jax.device_get(self.params))
+            (tmp / "params.msgpack").write_bytes(serialization.msgpack_serialize(params))
+            if self.gmm is not None:
+                gmm_lib.save(self.gmm, tmp / "gmm.npz")
+            old = None
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                os.replace(path, old)
+            os.replace(tmp, path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Potential:
+        """Read a potential folder written by :meth:`save`."""
+        path = Path(path)
+        info_path = path / "potential.json"
+        if not info_path.is_file():
+            raise FileNotFoundError(
+                f"{path}: not a saved potential (no potential.json); pass the folder that "
+                "`nequip-jax train` wrote as <workdir>/model."
+            )
+        info = json.loads(info_path.read_text())
+        if info.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path}: format version {info.get('format_version')} is not supported "
+                f"(this library reads {FORMAT_VERSION})."
+            )
+        params = serialization.msgpack_restore((path / "params.msgpack").read_bytes())
+        gmm_params = gmm_lib.load(path / "gmm.npz") if (path / "gmm.npz").is_file() else None
+        return cls(
+            config=NequIPConfig.from_dict(info["config"]),
+            params=params,
+            species=tuple(info["species"]),
+            statistics=info.get("statistics", {}),
+            gmm=gmm_params,
+            metadata=info.get("metadata", {}),
+        )
+
+
+def load(path: str | os.PathLike) -> Potential:
+    """Load a saved :class:`Potential` (``nequip_jax.load``)."""
+    return Potential.load(path)

@@ -1,0 +1,40 @@
+"""Training: configuration, loss, steps, scheduler, checkpoints and the loop."""
+
+from nequip_jax.train.checkpoint import load_checkpoint, save_checkpoint
+from nequip_jax.train.config import DataConfig, OptimConfig, RunConfig, apply_overrides, load_config
+from nequip_jax.train.loop import evaluate_sums, load_training_data, prepare, train
+from nequip_jax.train.loss import ErrorSums, error_sums, summarize, weighted_loss
+from nequip_jax.train.schedule import PlateauState, plateau_init, plateau_update
+from nequip_jax.train.step import (
+    TrainState,
+    init_train_state,
+    make_eval_step,
+    make_optimizer,
+    make_train_step,
+)
+
+__all__ = [
+    "DataConfig",
+    "ErrorSums",
+    "OptimConfig",
+    "PlateauState",
+    "RunConfig",
+    "TrainState",
+    "apply_overrides",
+    "error_sums",
+    "evaluate_sums",
+    "init_train_state",
+    "load_checkpoint",
+    "load_config",
+    "load_training_data",
+    "make_eval_step",
+    "make_optimizer",
+    "make_train_step",
+    "plateau_init",
+    "plateau_update",
+    "prepare",
+    "save_checkpoint",
+    "summarize",
+    "train",
+    "weighted_loss",
+]

@@ -1,0 +1,170 @@
+"""Experiment configuration: YAML files, presets and ``--set key=value`` overrides.
+
+One seed drives everything: the data split, the initial weights and the batch order are all
+derived from ``seed`` by splitting one ``jax.random`` key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "DataConfig",
+    "OptimConfig",
+    "RunConfig",
+    "load_config",
+    "apply_overrides",
+    "PRESETS_DIR",
+]
+
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which structures to train on.
+
+    Attributes:
+        setting: ``"300K"`` or ``"mixed"`` (Zhu et al. 2023, Sec. III), or ``"files"``.
+        n_train: size of the training draw, validation included (50 or 100 in the paper).
+        val_fraction: share of the draw used for validation.
+        root: data folder searched first (``None``: the default search order).
+        train_file / val_file: extended-XYZ files, used when ``setting == "files"``.
+        test_splits: splits evaluated after training.
+    """
+
+    setting: str = "300K"
+    n_train: int = 100
+    val_fraction: float = 0.1
+    root: str | None = None
+    train_file: str | None = None
+    val_file: str | None = None
+    test_splits: tuple[str, ...] = ("test_300K", "test_600K", "test_1200K")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation and stopping.
+
+    Attributes:
+        optimizer: ``"adam"`` or ``"amsgrad"``.
+        learning_rate: initial learning rate.
+        batch_size / eval_batch_size: structures per training / evaluation batch.
+        energy_weight / forces_weight: loss weights of the per-atom energy MSE and the force MSE
+            (the paper era used 1 : 729).
+        max_epochs: hard limit on epochs.
+        max_time_s: wall-clock budget in seconds (``None``: none); checked between epochs.
+        plateau_patience / plateau_factor: reduce the learning rate by ``factor`` after
+            ``patience`` epochs without a validation-loss improvement (ReduceLROnPlateau).
+        plateau_threshold: relative improvement that counts as one.
+        min_learning_rate: stop when the learning rate falls below it.
+        early_stopping_patience: stop after this many epochs without improvement (``None``: off).
+        ema_decay: exponential moving average of the parameters (``None``: off); the EMA weights
+            are validated and saved.
+        grad_clip: global-norm gradient clipping (``None``: off).
+    """
+
+    optimizer: str = "amsgrad"
+    learning_rate: float = 0.01
+    batch_size: int = 5
+    eval_batch_size: int = 32
+    energy_weight: float = 1.0
+    forces_weight: float = 729.0
+    max_epochs: int = 1000
+    max_time_s: float | None = None
+    plateau_patience: int = 100
+    plateau_factor: float = 0.5
+    plateau_threshold: float = 1e-4
+    min_learning_rate: float = 1e-6
+    early_stopping_patience: int | None = None
+    ema_decay: float | None = None
+    grad_clip: float | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A complete training run: seed, data, model hyperparameters, optimisation."""
+
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict = field(default_factory=dict)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    log_every_steps: int = 0
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["data"]["test_splits"] = list(self.data.test_splits)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> RunConfig:
+        raw = dict(raw)
+        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; expected {_fields(cls)}.")
+        data = _build(DataConfig, raw.pop("data", {}) or {}, "data")
+        optim = _build(OptimConfig, raw.pop("optim", {}) or {}, "optim")
+        data = dataclasses.replace(data, test_splits=tuple(data.test_splits))
+        return cls(data=data, optim=optim, **raw)
+
+
+def _fields(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _build(cls, raw: dict, section: str):
+    unknown = set(raw) - set(_fields(cls))
+    if unknown:
+        raise ValueError(
+            f"unknown keys {sorted(unknown)} in section {section!r}; expected {_fields(cls)}."
+        )
+    return cls(**raw)
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dictionary."""
+    raw = yaml.safe_load(yaml.safe_dump(raw))  # deep copy
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(
+                f"override {item!r}: expected KEY=VALUE, e.g. optim.learning_rate=0.005"
+            )
+        key, value = item.split("=", 1)
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section.")
+        node[parts[-1]] = _parse_value(value)
+    return raw
+
+
+def load_config(path_or_preset: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML config (a path, or the name of a shipped preset such as ``cpu``).
+
+    Raises:
+        FileNotFoundError: neither a file nor a preset of that name exists (lists the presets).
+        ValueError: unknown keys or malformed overrides.
+    """
+    path = Path(path_or_preset)
+    if not path.is_file():
+        preset = PRESETS_DIR / f"{path_or_preset}.yaml"
+        if not preset.is_file():
+            names = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+            raise FileNotFoundError(
+                f"{path_or_preset}: no such config file or preset; presets: {names}."
+            )
+        path = preset
+    raw = yaml.safe_load(path.read_text()) or {}
+    return RunConfig.from_dict(apply_overrides(raw, list(overrides)))

@@ -1,0 +1,418 @@
+"""The training loop of a single model: data, epochs, validation, scheduler, checkpoints.
+
+Files written to ``workdir``:
+
+- ``config.yaml`` — the resolved run configuration;
+- ``metrics.jsonl`` — one JSON object per epoch (train/validation energy and force RMSE and MAE,
+  loss, learning rate, wall time);
+- ``last.ckpt`` / ``best.ckpt`` — full training state (atomic writes; ``resume=True`` continues
+  from ``last.ckpt``);
+- ``model/`` — the best :class:`~nequip_jax.model.Potential` (load with ``nequip_jax.load``).
+
+Determinism: the split, initial weights and the batch order of epoch ``e`` come from one key made
+from ``config.seed`` (``fold_in(shuffle_key, e)``), so an interrupted and resumed run reaches the
+same parameters as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import ase
+import jax
+import jax.numpy as jnp
+import numpy as np
+import yaml
+
+from nequip_jax._io import atomic_write_text
+from nequip_jax.data import (
+    GraphDataset,
+    PaddingBudget,
+    compute_budget,
+    compute_statistics,
+    iterate_batches,
+    paper_split,
+    read_structures,
+)
+from nequip_jax.model import NequIPConfig, Potential, make_model_fns
+from nequip_jax.train.checkpoint import load_checkpoint, save_checkpoint
+from nequip_jax.train.config import RunConfig
+from nequip_jax.train.loss import ErrorSums, summarize
+from nequip_jax.train.progress import Progress
+from nequip_jax.train.schedule import PlateauState, plateau_init, plateau_update
+from nequip_jax.train.step import (
+    init_train_state,
+    make_eval_step,
+    make_optimizer,
+    make_train_step,
+)
+
+__all__ = [
+    "train",
+    "train_group",
+    "GroupResult",
+    "member_keys",
+    "load_training_data",
+    "PreparedData",
+    "prepare",
+    "evaluate_sums",
+]
+
+
+def load_training_data(
+    config: RunConfig, key: jax.Array
+) -> tuple[list[ase.Atoms], list[ase.Atoms]]:
+    """Training and validation frames of ``config.data`` (split drawn with ``key``)."""
+    data = config.data
+    if data.setting == "files":
+        if data.train_file is None:
+            raise ValueError(
+                "data.setting='files' needs data.train_file (and optionally val_file)."
+            )
+        train = read_structures(data.train_file)
+        val = read_structures(data.val_file) if data.val_file else []
+        return train, val
+    split = paper_split(
+        data.setting, data.n_train, key=key, val_fraction=data.val_fraction, root=data.root
+    )
+    return split.train, split.val
+
+
+class PreparedData(NamedTuple):
+    """Everything the loop needs that is derived from the data and the model hyperparameters."""
+
+    model_config: NequIPConfig
+    species: tuple[int, ...]
+    train: GraphDataset
+    val: GraphDataset | None
+    train_budget: PaddingBudget
+    eval_budget: PaddingBudget
+    statistics: dict
+
+
+def prepare(config: RunConfig, train_atoms, val_atoms) -> PreparedData:
+    """Build graphs, statistics and the model configuration for a run."""
+    model_raw = dict(config.model)
+    species = tuple(
+        model_raw.pop("species", None)
+        or sorted({int(z) for atoms in list(train_atoms) + list(val_atoms) for z in atoms.numbers})
+    )
+    r_max = float(model_raw.get("r_max", NequIPConfig.r_max))
+    train = GraphDataset(train_atoms, r_max, species, source="training set")
+    val = GraphDataset(val_atoms, r_max, species, source="validation set") if val_atoms else None
+    stats = compute_statistics(train)
+    model_raw.setdefault("avg_num_neighbors", stats.avg_num_neighbors)
+    model_raw.setdefault("energy_shift", tuple(float(x) for x in stats.energy_shift))
+    model_raw.setdefault("energy_scale", stats.force_rms)
+    model_config = NequIPConfig.from_dict({**model_raw, "num_species": len(species)})
+    bs = config.optim.batch_size
+    eval_sets = [d for d in (train, val) if d is not None]
+    return PreparedData(
+        model_config=model_config,
+        species=species,
+        train=train,
+        val=val,
+        train_budget=compute_budget(train, bs),
+        eval_budget=compute_budget(eval_sets, config.optim.eval_batch_size),
+        statistics={
+            "avg_num_neighbors": stats.avg_num_neighbors,
+            "energy_shift": [float(x) for x in stats.energy_shift],
+            "force_rms": stats.force_rms,
+            "energy_residual_rms": stats.energy_residual_rms,
+            "n_train": len(train),
+            "n_val": 0 if val is None else len(val),
+        },
+    )
+
+
+def evaluate_sums(
+    eval_step, params, dataset: GraphDataset, batch_size: int, budget, *, dtype=np.float32
+) -> ErrorSums:
+    """Error sums of ``params`` over a whole data set (sums stay on the device until the end)."""
+    total = None
+    for batch in iterate_batches(dataset, batch_size, budget, dtype=dtype):
+        sums = eval_step(params, batch)
+        total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+    return total
+
+
+def _read_metrics(path: Path, up_to_epoch: int) -> list[str]:
+    if not path.is_file():
+        return []
+    keep = []
+    for line in path.read_text().splitlines():
+        if line.strip() and json.loads(line)["epoch"] <= up_to_epoch:
+            keep.append(line)
+    return keep
+
+
+def member_keys(seed: int, member: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(split_key, init_key, shuffle_key)`` of ensemble member ``member`` (0 for one model).
+
+    The split key is shared by all members (they train on the same data); the initial weights and
+    the batch order differ.
+    """
+    split_key, init_key, shuffle_key = jax.random.split(jax.random.key(seed), 3)
+    return split_key, jax.random.fold_in(init_key, member), jax.random.fold_in(shuffle_key, member)
+
+
+def _stack(trees):
+    return jax.tree.map(lambda *xs: np.stack(xs), *trees)
+
+
+def _unstack(tree, j: int):
+    return jax.tree.map(lambda x: x[j], tree)
+
+
+class GroupResult(NamedTuple):
+    """Outcome of training one group of same-shaped members (leading member axis)."""
+
+    params: Any
+    best_epoch: np.ndarray
+    scheduler: PlateauState
+    prep: PreparedData
+
+
+def train_group(
+    configs: list[RunConfig],
+    members: list[int],
+    workdir: str | os.PathLike,
+    *,
+    data: tuple[list[ase.Atoms], list[ase.Atoms]],
+    resume: bool = False,
+    verbose: bool = True,
+    mesh=None,
+    init_params=None,
+) -> GroupResult:
+    """Train models of identical shape together, ``vmap``-ped over a member axis.
+
+    Members differ in initial weights and batch order (their keys come from
+    :func:`member_keys` with their member number) and may differ in the learning rate and the loss
+    weights. Everything else (model hyperparameters, batch size, optimiser kind, EMA, stopping
+    rules, epochs) is taken from ``configs[0]`` and must be equal across the group. Each member has
+    its own ReduceLROnPlateau schedule and early stopping; a stopped member is frozen while the
+    others continue.
+
+    Args:
+        configs: one run configuration per member.
+        members: the member numbers (for the keys).
+        workdir: folder for ``metrics.jsonl`` and checkpoints.
+        data: ``(train, val)`` frames.
+        resume: continue from ``workdir/last.ckpt``.
+        verbose: progress on the terminal.
+        mesh: optional ``jax.sharding.Mesh`` with a ``"member"`` axis; the member axis of the
+            state and batches is laid over its devices.
+        init_params: parameters to start from (warm start; a leading member axis), instead of a
+            fresh initialisation. Their shapes must match the model configuration.
+    """
+    base = configs[0]
+    for other in configs[1:]:
+        _check_same_group(base, other)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    optim = base.optim
+    n = len(members)
+    prep = prepare(base, *data)
+    init_fn, predict = make_model_fns(prep.model_config)
+    keys = [member_keys(base.seed, m) for m in members]
+
+    optimizer = make_optimizer(optim.optimizer, optim.learning_rate, optim.grad_clip)
+    first = prep.train.batch(np.arange(min(optim.batch_size, len(prep.train))), prep.train_budget)
+    if init_params is None:
+        member_params = [init_fn(k[1], first) for k in keys]
+    else:
+        member_params = [_unstack(init_params, j) for j in range(n)]
+    state = _stack([jax.device_get(init_train_state(p, optimizer)) for p in member_params])
+    scheduler = plateau_init(np.array([c.optim.learning_rate for c in configs]), (n,))
+    best_params = state.ema_params
+    best_epoch = np.full(n, -1)
+    energy_w = np.array([c.optim.energy_weight for c in configs])
+    forces_w = np.array([c.optim.forces_weight for c in configs])
+    start_epoch = 0
+    metrics_path = workdir / "metrics.jsonl"
+    lines: list[str] = []
+    template = {"state": state, "best_params": best_params, "best_epoch": best_epoch}
+    if resume and (workdir / "last.ckpt").is_file():
+        saved, scheduler, last_epoch, _ = load_checkpoint(
+            workdir / "last.ckpt", template, PlateauState
+        )
+        state, best_params = saved["state"], saved["best_params"]
+        best_epoch = np.asarray(saved["best_epoch"])
+        start_epoch = last_epoch + 1
+        lines = _read_metrics(metrics_path, last_epoch)
+    atomic_write_text(metrics_path, "".join(line + "\n" for line in lines))
+    atomic_write_text(
+        workdir / "config.yaml",
+        yaml.safe_dump(
+            [c.to_dict() for c in configs] if n > 1 else base.to_dict(), sort_keys=False
+        ),
+    )
+
+    place = _placer(mesh)
+    state, best_params = place(state), place(best_params)
+    step = jax.vmap(make_train_step(predict, optimizer, ema_decay=optim.ema_decay))
+    train_step = jax.jit(step, donate_argnums=0)
+    eval_step = jax.jit(jax.vmap(make_eval_step(predict), in_axes=(0, None)))
+    dtype = np.float64 if prep.model_config.dtype == "float64" else np.float32
+    meta = {"configs": [c.to_dict() for c in configs], "members": members}
+    t_start = time.perf_counter()
+    n_batches = -(-len(prep.train) // optim.batch_size)
+
+    for epoch in range(start_epoch, optim.max_epochs):
+        if bool(np.all(scheduler.stopped)):
+            break
+        t0 = time.perf_counter()
+        bar = Progress(n_batches, f"epoch {epoch}") if verbose else None
+        lr = place(scheduler.learning_rate.astype(dtype))
+        active = place(~scheduler.stopped)
+        ew, fw = place(energy_w.astype(dtype)), place(forces_w.astype(dtype))
+        iters = [
+            iterate_batches(
+                prep.train,
+                optim.batch_size,
+                prep.train_budget,
+                key=jax.random.fold_in(k[2], epoch),
+                dtype=dtype,
+            )
+            for k in keys
+        ]
+        total = None
+        for batches in zip(*iters):
+            state, sums = train_step(state, place(_stack(batches)), lr, ew, fw, active)
+            total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+            if bar:
+                bar.update()
+        train_m = [summarize(_unstack(total, j), energy_w[j], forces_w[j]) for j in range(n)]
+        if prep.val is not None:
+            val_sums = evaluate_sums(
+                eval_step,
+                state.ema_params,
+                prep.val,
+                optim.eval_batch_size,
+                prep.eval_budget,
+                dtype=dtype,
+            )
+            val_m = [summarize(_unstack(val_sums, j), energy_w[j], forces_w[j]) for j in range(n)]
+        else:
+            val_m = train_m
+        was_active = ~scheduler.stopped
+        scheduler = plateau_update(
+            scheduler,
+            np.array([m["loss"] for m in val_m]),
+            patience=optim.plateau_patience,
+            factor=optim.plateau_factor,
+            threshold=optim.plateau_threshold,
+            min_learning_rate=optim.min_learning_rate,
+            early_stopping_patience=optim.early_stopping_patience,
+        )
+        improved = place(scheduler.improved)
+        best_params = _select(improved, state.ema_params, best_params)
+        best_epoch = np.where(scheduler.improved, epoch, best_epoch)
+        elapsed = time.perf_counter() - t0
+        for j in range(n):
+            if not was_active[j]:
+                continue
+            record = {
+                "epoch": epoch,
+                "member": members[j],
+                "learning_rate": float(scheduler.learning_rate[j] if n else 0.0),
+                "time_s": elapsed,
+                **{f"train_{k}": v for k, v in train_m[j].items()},
+                **{f"val_{k}": v for k, v in val_m[j].items()},
+            }
+            lines.append(json.dumps(record, sort_keys=True))
+        atomic_write_text(metrics_path, "".join(line + "\n" for line in lines))
+        save_checkpoint(
+            workdir / "last.ckpt",
+            {"state": state, "best_params": best_params, "best_epoch": best_epoch},
+            epoch=epoch,
+            scheduler=scheduler,
+            meta=meta,
+        )
+        if bar:
+            j = int(np.argmin([m["forces_rmse"] for m in val_m]))
+            bar.close(
+                f"val F-RMSE {1000 * val_m[j]['forces_rmse']:.1f} meV/Å "
+                f"(best member of {n}), E-RMSE {1000 * val_m[j]['energy_rmse']:.2f} meV/atom, "
+                f"lr {scheduler.learning_rate[j]:.2g}, active {int(np.sum(~scheduler.stopped))}"
+            )
+        if optim.max_time_s is not None and time.perf_counter() - t_start > optim.max_time_s:
+            break
+    return GroupResult(jax.device_get(best_params), best_epoch, scheduler, prep)
+
+
+def _select(mask, new, old):
+    """Per member (leading axis): ``new`` where ``mask`` else ``old``."""
+    return jax.tree.map(
+        lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old
+    )
+
+
+def _check_same_group(a: RunConfig, b: RunConfig) -> None:
+    vary = {"learning_rate", "energy_weight", "forces_weight"}
+    da, db = a.optim.__dict__, b.optim.__dict__
+    diff = [k for k in da if k not in vary and da[k] != db[k]]
+    if a.model != b.model or a.seed != b.seed or diff:
+        raise ValueError(
+            "members of one vmapped group must share the model hyperparameters, seed and "
+            f"optimiser settings other than {sorted(vary)}; differing: {diff or 'model/seed'}."
+        )
+
+
+def _placer(mesh):
+    """Put arrays with a leading member axis on ``mesh`` (or leave them to jit when None)."""
+    if mesh is None:
+        return lambda tree: jax.tree.map(jnp.asarray, tree)
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    def place(tree):
+        return jax.tree.map(lambda x: jax.device_put(x, NamedSharding(mesh, P("member"))), tree)
+
+    return place
+
+
+def train(
+    config: RunConfig,
+    workdir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    data: tuple[list[ase.Atoms], list[ase.Atoms]] | None = None,
+    verbose: bool = True,
+    init_params=None,
+) -> Potential:
+    """Train one NequIP model; returns the best :class:`Potential` (saved to ``workdir/model``).
+
+    The model is member 0 of :func:`train_group` (so it equals the first member of an ensemble
+    with the same seed).
+
+    Args:
+        config: the run configuration.
+        workdir: output folder (created).
+        resume: continue from ``workdir/last.ckpt``.
+        data: ``(train, val)`` frames to use instead of ``config.data``.
+        verbose: progress on the terminal.
+        init_params: start from these parameters (warm start, e.g. after adding data in active
+            learning) instead of a fresh initialisation.
+    """
+    if data is None:
+        data = load_training_data(config, member_keys(config.seed, 0)[0])
+    stacked = (
+        None if init_params is None else jax.tree.map(lambda x: np.asarray(x)[None], init_params)
+    )
+    result = train_group(
+        [config], [0], workdir, data=data, resume=resume, verbose=verbose, init_params=stacked
+    )
+    potential = Potential(
+        config=result.prep.model_config,
+        params=_unstack(result.params, 0),
+        species=result.prep.species,
+        statistics=result.prep.statistics,
+        metadata={"epoch": int(result.best_epoch[0]), "seed": config.seed},
+    )
+    potential.save(Path(workdir) / "model")
+    return potential
