@@ -11,6 +11,7 @@ import pytest
 
 from nequip_jax.data import StandInWarning, load_3bpa
 
+
 @pytest.fixture(scope="session", autouse=True)
 def compilation_cache(tmp_path_factory):
     """A persistent XLA compilation cache for the session: the many small training runs of the

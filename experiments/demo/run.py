@@ -204,7 +204,8 @@ def _report(demo, seed, results, figures, table, n_components, n_train) -> str:
         "## Uncertainty quality",
         "",
         "Spearman ρ(U, ε); ROC-AUC and average precision (AP) for flagging the 10 % of atoms "
-        "with the largest ε (no skill: AUC 0.5, AP 0.1); mean TPR×PPV over the paper's grid (Fig. 3 area).",
+        "with the largest ε (no skill: AUC 0.5, AP 0.1); mean TPR×PPV over the paper's grid "
+        "(Fig. 3 area).",
         "",
         "| test set | method | Spearman | ROC-AUC | AP | mean TPR×PPV |",
         "|---|---|---|---|---|---|",

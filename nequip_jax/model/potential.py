@@ -29,11 +29,11 @@ import ase
 import jax
 import numpy as np
 from flax import serialization
-from nequip_jax.model._fns import make_model_fns
-from nequip_jax.model._config import NequIPConfig
 
 import gmm as gmm_lib
 from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget
+from nequip_jax.model._config import NequIPConfig
+from nequip_jax.model._fns import make_model_fns
 
 __all__ = ["Potential", "load", "FORMAT_VERSION", "run_batched", "check_dataset"]
 
