@@ -404,7 +404,9 @@ def fit(
         n_components: number of components ``K``.
         key: PRNG key for the initialisation (required even when it is unused).
         mask: optional ``[N]`` bool; False rows are padding, with zero weight everywhere
-            (responsibilities, k-means++ seeding, lower bound, N).
+            (responsibilities, k-means++ seeding, lower bound, N). With ``init="kmeans"`` or
+            explicit initial values the fit equals that of the unpadded data; with
+            ``init="random"`` the draws depend on row positions, so padding changes them.
         max_iter: EM iteration budget (default 100).
         tol: convergence threshold on the change of the lower bound (default 1e-3; 0 or
             ``-inf`` runs exactly ``max_iter`` iterations).
