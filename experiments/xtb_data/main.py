@@ -1,0 +1,79 @@
+"""Command line: ``python -m experiments.xtb_data --out data/3bpa_xtb [options]``.
+
+Parses arguments into a :class:`~experiments.xtb_data.generate.Config` and calls ``run``.
+Exit status 0 when the data set is complete, 3 when the run stopped early (``--limit-chunks``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from experiments.xtb_data.generate import ALL_PARTS, Config, run
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.xtb_data",
+        description="Relabel 3BPA with GFN2-xTB (tblite) and run the beta = 120/150/180 dihedral "
+        "scans; resumable, parallel over single-threaded workers.",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder, e.g. data/3bpa_xtb")
+    p.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="folder with the DFT 3BPA xyz files (default: $NEQUIP_JAX_DATA[/3bpa] or "
+        "<repo>/../shared/data/3bpa)",
+    )
+    p.add_argument(
+        "--splits",
+        nargs="+",
+        choices=ALL_PARTS,
+        default=None,
+        help="outputs to make (default: every MD split present, dih, iso)",
+    )
+    p.add_argument("--workers", type=int, default=2, help="single-threaded worker processes")
+    p.add_argument("--grid", type=float, default=15.0, help="alpha/gamma step, degrees")
+    p.add_argument("--betas", type=float, nargs="+", default=[120.0, 150.0, 180.0])
+    p.add_argument("--max-frames", type=int, default=None, help="first N frames per MD split")
+    p.add_argument("--start-frame", type=int, default=None, help="train_300K frame for scans")
+    p.add_argument("--chunk-size", type=int, default=100, help="MD frames per chunk")
+    p.add_argument("--scan-chunk-size", type=int, default=8, help="scan points per chunk")
+    p.add_argument("--limit-chunks", type=int, default=None, help="stop after N chunks")
+    p.add_argument("--fmax", type=float, default=0.05, help="relaxation threshold, eV/Å")
+    p.add_argument("--max-steps", type=int, default=500, help="relaxation step cap")
+    p.add_argument("--accuracy", type=float, default=1.0, help="tblite accuracy")
+    p.add_argument("--electronic-temperature", type=float, default=300.0, help="K")
+    p.add_argument("--max-iterations", type=int, default=250, help="SCF iteration cap")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    a = p.parse_args(argv)
+    return Config(
+        out=a.out,
+        source=a.source,
+        parts=None if a.splits is None else tuple(a.splits),
+        workers=a.workers,
+        grid=a.grid,
+        betas=tuple(a.betas),
+        max_frames=a.max_frames,
+        start_frame=a.start_frame,
+        chunk_size=a.chunk_size,
+        scan_chunk_size=a.scan_chunk_size,
+        limit_chunks=a.limit_chunks,
+        fmax=a.fmax,
+        max_steps=a.max_steps,
+        accuracy=a.accuracy,
+        electronic_temperature=a.electronic_temperature,
+        max_iterations=a.max_iterations,
+        quiet=a.quiet,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    summary = run(parse_args(argv))
+    if not summary.complete:
+        return 3
+    print(json.dumps(summary.counts, indent=1, sort_keys=True))
+    return 0
