@@ -1,0 +1,304 @@
+"""Cost of the uncertainty methods: wall time of training and of inference (Zhu et al. 2023).
+
+The paper's claim: a single model + GMM gives uncertainties "at order-of-magnitude reduced
+computational cost" compared to a 10-member ensemble, in training and in inference. Measured here,
+per seed, in one process:
+
+- training: a fixed number of epochs of one model and of a J-member ensemble (one vmapped group),
+  from the training log; the first epoch (with compilation) is reported separately;
+- the GMM fit (BIC sweep) on the single model's training features;
+- inference with uncertainty: ``Potential.predict`` without and with the GMM, and
+  ``Ensemble.predict`` of a ``n_infer_members`` ensemble (built by repeating the trained members:
+  the cost does not depend on the weights), ms per structure, after a warm-up call, median over
+  interleaved rounds (the machine is shared, interleaving spreads the noise evenly).
+
+Nothing is extrapolated: every number is a measurement of the stated sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from experiments.common.pipeline import (
+    KEY_TAGS,
+    MethodsConfig,
+    check_source,
+    format_mean_sd,
+    hardware_note,
+    mean_sd,
+    run_config,
+)
+from experiments.cost.analysis import epoch_times, ratio, split_compile
+from experiments.fig2_uncertainty.run import subsample
+from nequip_jax._io import atomic_write_json, atomic_write_text
+from nequip_jax.data import StandInWarning, load_3bpa, paper_split
+from nequip_jax.model import Potential
+from nequip_jax.train.loop import member_keys, train_group
+from nequip_jax.uncertainty.ensemble import Ensemble, EnsembleGroup
+from nequip_jax.uncertainty.gmm_head import fit_gmm_uncertainty
+
+__all__ = ["CostConfig", "PRESETS", "run"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CostConfig:
+    """Settings of the cost measurement.
+
+    Attributes:
+        methods: model and optimiser settings (``n_traditional`` = J trained together).
+        num_features: f.
+        n_train: training draw (validation included).
+        epochs: timed epochs after the first (compilation) epoch.
+        n_infer_members: members of the ensemble timed at inference (10 in the paper).
+        infer_frames: test structures per inference call.
+        rounds: interleaved timing rounds (median reported).
+        seeds: default seeds (repeats of the whole measurement).
+        data: default data source.
+    """
+
+    methods: MethodsConfig
+    num_features: int = 32
+    n_train: int = 100
+    epochs: int = 5
+    n_infer_members: int = 10
+    infer_frames: int = 64
+    rounds: int = 5
+    seeds: tuple[int, ...] = (0, 1, 2)
+    data: str = "dft"
+
+
+PRESETS: dict[str, CostConfig] = {
+    "paper": CostConfig(
+        methods=MethodsConfig(base="paper", model={"feature_dim": None}, n_traditional=10),
+        num_features=32,
+    ),
+    # f = 16 (4 layers, l <= 1), a 4-member vmapped ensemble for training, 10 for inference.
+    "cpu": CostConfig(
+        methods=MethodsConfig(
+            base="cpu", model={"feature_dim": None}, n_traditional=4, max_components=20
+        ),
+        num_features=16,
+        epochs=3,
+    ),
+    "tiny": CostConfig(
+        methods=MethodsConfig(
+            base="cpu",
+            model={
+                "feature_dim": None,
+                "num_layers": 2,
+                "num_basis": 4,
+                "radial_mlp_depth": 1,
+                "radial_mlp_width": 8,
+            },
+            optim={"batch_size": 2, "eval_batch_size": 8},
+            n_traditional=2,
+            n_diverse_traditional=1,
+            diverse_variants=({"model": {"num_layers": 1}},),
+            max_components=3,
+            gmm_max_iter=20,
+        ),
+        num_features=4,
+        n_train=12,
+        epochs=1,
+        n_infer_members=3,
+        infer_frames=8,
+        rounds=2,
+        seeds=(0,),
+    ),
+}
+
+
+def _log(message: str) -> None:
+    print(f"[cost {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _timed_training(configs, members, folder: Path, data) -> tuple[dict, object]:
+    start = time.perf_counter()
+    result = train_group(configs, members, folder, data=data, verbose=False)
+    total = time.perf_counter() - start
+    first, steady = split_compile(epoch_times(folder / "metrics.jsonl"))
+    return {"total_s": total, "first_epoch_s": first, "epoch_s": steady}, result
+
+
+def _interleaved(fns: dict, frames, rounds: int) -> dict[str, float]:
+    """Median ms per structure of each ``fn(frames)`` (after one warm-up call each)."""
+    for fn in fns.values():
+        fn(frames)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn(frames)
+            times[name].append(1000 * (time.perf_counter() - start) / len(frames))
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def measure(config: CostConfig, seed: int, *, root, workdir: Path) -> dict:
+    """One repeat of every measurement (see the module docstring)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StandInWarning)
+        split = paper_split("300K", config.n_train, key=member_keys(seed, 0)[0], root=root)
+        frames = subsample(load_3bpa("test_300K", root), config.infer_frames)
+    mc = config.methods.with_model(num_features=config.num_features)
+    mc = dataclasses.replace(
+        mc, optim={**mc.optim, "max_epochs": config.epochs + 1}, time_per_member_s=None
+    )
+    cfg = run_config(mc, seed=seed)
+    raw = cfg.to_dict()
+    raw["optim"]["max_time_s"] = None
+    cfg = type(cfg).from_dict(raw)
+    data = (split.train, split.val)
+    j = mc.n_traditional
+    _log(f"seed {seed}: training 1 model for {config.epochs + 1} epochs")
+    single_t, single_r = _timed_training([cfg], [0], workdir / f"seed{seed}" / "single", data)
+    _log(f"seed {seed}: training {j} vmapped members for {config.epochs + 1} epochs")
+    ens_t, ens_r = _timed_training(
+        [cfg] * j, list(range(j)), workdir / f"seed{seed}" / "ensemble", data
+    )
+    potential = Potential(
+        config=single_r.prep.model_config,
+        params=jax.tree.map(lambda x: np.asarray(x)[0], single_r.params),
+        species=single_r.prep.species,
+    )
+    start = time.perf_counter()
+    with_gmm, _ = fit_gmm_uncertainty(
+        potential,
+        split.train,
+        key=jax.random.fold_in(jax.random.key(seed), KEY_TAGS["gmm"]),
+        max_components=mc.max_components,
+        max_iter=mc.gmm_max_iter,
+    )
+    gmm_s = time.perf_counter() - start
+    reps = [i % j for i in range(config.n_infer_members)]
+    big = EnsembleGroup(
+        ens_r.prep.model_config,
+        jax.tree.map(lambda x: np.asarray(x)[reps], ens_r.params),
+        list(range(config.n_infer_members)),
+        ens_r.prep.species,
+    )
+    ensemble = Ensemble([big], ens_r.prep.species)
+    _log(f"seed {seed}: timing inference on {len(frames)} structures")
+    infer = _interleaved(
+        {
+            "single_ms": potential.predict,
+            "single_gmm_ms": with_gmm.predict,
+            "ensemble_ms": ensemble.predict,
+        },
+        frames,
+        config.rounds,
+    )
+    return {
+        "train_single": single_t,
+        "train_ensemble": ens_t,
+        "gmm_fit_s": gmm_s,
+        "gmm_components": int(np.asarray(with_gmm.gmm.weights).shape[0]),
+        "inference": infer,
+        "n_train": len(split.train),
+    }
+
+
+def run(
+    config: CostConfig,
+    workdir: str | Path,
+    *,
+    seeds: Sequence[int],
+    data: str,
+    root: Path | None,
+    models_dir: str | Path | None = None,
+    verbose: bool = False,
+) -> dict:
+    """Every measurement for every seed; writes results.json and section.md."""
+    del models_dir, verbose  # timings are never cached; training is silent
+    workdir = Path(workdir)
+    start = time.perf_counter()
+    sources = check_source(data, root, ["train_300K", "test_300K"])
+    per_seed = {seed: measure(config, seed, root=root, workdir=workdir) for seed in seeds}
+    vals = list(per_seed.values())
+    summary = {
+        "train_epoch_ratio": ratio(
+            [v["train_ensemble"]["epoch_s"] for v in vals],
+            [v["train_single"]["epoch_s"] for v in vals],
+        ),
+        "inference_gmm_overhead": ratio(
+            [v["inference"]["single_gmm_ms"] for v in vals],
+            [v["inference"]["single_ms"] for v in vals],
+        ),
+        "inference_ensemble_vs_gmm": ratio(
+            [v["inference"]["ensemble_ms"] for v in vals],
+            [v["inference"]["single_gmm_ms"] for v in vals],
+        ),
+    }
+    results = {
+        "config": json.loads(json.dumps(dataclasses.asdict(config))),
+        "data": data,
+        "data_files": sources,
+        "seeds": list(seeds),
+        "per_seed": per_seed,
+        "summary": summary,
+        "hardware": hardware_note(),
+        "wall_time_s": time.perf_counter() - start,
+    }
+    atomic_write_json(workdir / "results.json", results)
+    atomic_write_text(workdir / "section.md", report(results, config))
+    _log(f"wrote {workdir / 'section.md'} ({results['wall_time_s'] / 60:.1f} min)")
+    return results
+
+
+def report(results: dict, config: CostConfig) -> str:
+    vals = list(results["per_seed"].values())
+    j = config.methods.n_traditional
+
+    def col(path):
+        out = []
+        for v in vals:
+            for key in path:
+                v = v[key]
+            out.append(v)
+        return out
+
+    s = results["summary"]
+    n = mean_sd(col(["n_train"]))[0]
+    lines = [
+        f"## Cost — training and inference wall time ({results['data']} data, seeds "
+        f"{results['seeds']})",
+        "",
+        f"Hardware: {results['hardware']}. Wall time: {results['wall_time_s'] / 60:.1f} min. "
+        f"Model f = {config.num_features}; {n:.0f} training structures; mean ± sd over "
+        "repeats.",
+        "",
+        f"| quantity | single model (+ GMM) | {j}-member ensemble (vmapped) | ratio |",
+        "|---|---|---|---|",
+        "| training epoch, steady state (s) | "
+        f"{format_mean_sd(col(['train_single', 'epoch_s']), 1, 2)} | "
+        f"{format_mean_sd(col(['train_ensemble', 'epoch_s']), 1, 2)} | "
+        f"{format_mean_sd(s['train_epoch_ratio'], 1, 2)} |",
+        f"| first epoch incl. compilation (s) | "
+        f"{format_mean_sd(col(['train_single', 'first_epoch_s']), 1, 1)} | "
+        f"{format_mean_sd(col(['train_ensemble', 'first_epoch_s']), 1, 1)} | |",
+        f"| GMM fit, BIC over K ≤ {config.methods.max_components} (s) | "
+        f"{format_mean_sd(col(['gmm_fit_s']), 1, 1)} | – | |",
+        "",
+        f"| inference ({config.infer_frames} test_300K structures) | ms / structure | ratio |",
+        "|---|---|---|",
+        f"| single model, forces only | {format_mean_sd(col(['inference', 'single_ms']), 1, 2)} "
+        "| 1 |",
+        f"| single model + GMM NLL | {format_mean_sd(col(['inference', 'single_gmm_ms']), 1, 2)} "
+        f"| {format_mean_sd(s['inference_gmm_overhead'], 1, 3)} vs forces only |",
+        f"| {config.n_infer_members}-member ensemble σ | "
+        f"{format_mean_sd(col(['inference', 'ensemble_ms']), 1, 2)} | "
+        f"{format_mean_sd(s['inference_ensemble_vs_gmm'], 1, 2)} vs single + GMM |",
+        "",
+        "Inference times are end to end (`predict`: neighbour lists, padding, the jitted forward "
+        "pass and host transfer), after a warm-up call. The ensemble's members repeat the "
+        f"{j} trained ones (the cost does not depend on weights).",
+        "",
+    ]
+    return "\n".join(lines) + "\n"

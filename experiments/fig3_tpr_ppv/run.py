@@ -1,0 +1,206 @@
+"""Fig. 3 of Zhu et al. (2023): TPR / PPV / TPR×PPV maps on the test sets.
+
+Uses the models and predictions of :mod:`experiments.fig2_uncertainty` (same presets, same model
+cache, same prediction cache when the work folders agree), so after Fig. 2 it costs seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from experiments.common.pipeline import (
+    LABELS,
+    METHODS,
+    aggregate_seeds,
+    check_source,
+    format_mean_sd,
+    hardware_note,
+)
+from experiments.common.plots import tpr_ppv_maps
+from experiments.fig2_uncertainty.analysis import TEMPERATURE_TESTS
+from experiments.fig2_uncertainty.run import PRESETS, UQConfig, _config_dict, train_and_predict
+from experiments.fig3_tpr_ppv.analysis import map_distance, map_summary, rate_map
+from nequip_jax._io import atomic_write_json, atomic_write_text
+from nequip_jax.data import StandInWarning
+
+__all__ = ["PRESETS", "run", "claims"]
+
+#: "≈ 1" threshold of the summaries.
+LEVEL = 0.9
+
+
+def _log(message: str) -> None:
+    print(f"[fig3 {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run(
+    config: UQConfig,
+    workdir: str | Path,
+    *,
+    seeds: Sequence[int],
+    data: str,
+    root: Path | None,
+    models_dir: str | Path,
+    predictions_dir: str | Path,
+    verbose: bool = False,
+) -> dict:
+    """Maps and their summaries for every combo, seed and test set."""
+    workdir, models_dir = Path(workdir), Path(models_dir) / data
+    start = time.perf_counter()
+    sources = check_source(data, root, ["train_300K", "train_mixedT", *TEMPERATURE_TESTS])
+    per_seed: dict = {}
+    figures = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StandInWarning)
+        for combo in config.combos:
+            per_seed[combo.name] = {}
+            for seed in seeds:
+                preds, _ = train_and_predict(
+                    config,
+                    combo,
+                    seed,
+                    root=root,
+                    models_dir=models_dir,
+                    cache_dir=Path(predictions_dir),
+                    verbose=verbose,
+                )
+                per_seed[combo.name][seed] = {}
+                for test, by_method in preds.items():
+                    maps = {m: rate_map(p.u, p.eps) for m, p in by_method.items()}
+                    entry = {m: map_summary(maps[m], LEVEL) for m in maps}
+                    entry["distance"] = {
+                        f"{a}-{b}": map_distance(maps[a], maps[b])
+                        for a, b in itertools.combinations(METHODS, 2)
+                    }
+                    per_seed[combo.name][seed][test] = entry
+                    if seed == seeds[0]:
+                        panels = {
+                            LABELS[m]: (p.eps, p.u, "NLL" if m == "gmm" else "σ (eV/Å)")
+                            for m, p in by_method.items()
+                        }
+                        path = workdir / f"fig3_{combo.name}_{test}.png"
+                        tpr_ppv_maps(panels, path, title=f"{combo.name}, {test}, seed {seed}")
+                        figures.append((f"{combo.name}, {test} (seed {seed})", path.name))
+    results = {
+        "config": _config_dict(config),
+        "data": data,
+        "data_files": sources,
+        "seeds": list(seeds),
+        "level": LEVEL,
+        "per_seed": per_seed,
+        "aggregate": {c: aggregate_seeds(list(per_seed[c].values())) for c in per_seed},
+        "claims": {c: claims(per_seed[c]) for c in per_seed},
+        "hardware": hardware_note(),
+        "wall_time_s": time.perf_counter() - start,
+    }
+    atomic_write_json(workdir / "results.json", results)
+    atomic_write_text(workdir / "section.md", report(results, figures))
+    _log(f"wrote {workdir / 'section.md'}")
+    return results
+
+
+def claims(per_seed: dict) -> list[dict]:
+    """The Fig. 3 claims, checked per seed on the last (hottest) test set.
+
+    ``per_seed``: {seed: {test: {method: summary, "distance": {...}}}}.
+    """
+    seeds = list(per_seed)
+    test = list(per_seed[seeds[0]])[-1]
+    get = {m: [per_seed[s][test][m] for s in seeds] for m in METHODS}
+    dist = [per_seed[s][test]["distance"] for s in seeds]
+    rows = []
+
+    def row(claim, measured, flags):
+        rows.append(
+            {
+                "claim": claim,
+                "measured": measured,
+                "seeds_supporting": int(sum(flags)),
+                "n_seeds": len(flags),
+            }
+        )
+
+    def areas(key):
+        return ", ".join(
+            f"{LABELS[m]} {format_mean_sd([g[key] for g in get[m]], 1, 2)}" for m in METHODS
+        )
+
+    def close(key, i, tol=0.1):
+        ens = 0.5 * (get["traditional"][i][key] + get["diverse"][i][key])
+        return abs(get["gmm"][i][key] - ens) <= tol
+
+    row(
+        f"{test}: the GMM reaches TPR ≈ 1 over a comparable (slightly smaller) region "
+        f"(area with TPR ≥ {LEVEL} within ±0.1 of the ensembles' mean)",
+        "area TPR ≥ 0.9: " + areas("tpr_area"),
+        [close("tpr_area", i) for i in range(len(seeds))],
+    )
+    row(
+        f"{test}: all methods reach PPV ≈ 1 over similar regions (±0.1)",
+        "area PPV ≥ 0.9: " + areas("ppv_area"),
+        [close("ppv_area", i) for i in range(len(seeds))],
+    )
+    td_t = [d["traditional-diverse"]["tpr"] for d in dist]
+    td_p = [d["traditional-diverse"]["ppv"] for d in dist]
+    gt_t = [d["gmm-traditional"]["tpr"] for d in dist]
+    gt_p = [d["gmm-traditional"]["ppv"] for d in dist]
+    row(
+        f"{test}: traditional and diverse ensembles have similar TPR/PPV profiles "
+        "(mean abs. difference < 0.1)",
+        f"mean abs. ΔTPR {format_mean_sd(td_t, 1, 3)}, ΔPPV {format_mean_sd(td_p, 1, 3)} "
+        f"(GMM vs traditional: {format_mean_sd(gt_t, 1, 3)}, {format_mean_sd(gt_p, 1, 3)})",
+        [t < 0.1 and p < 0.1 for t, p in zip(td_t, td_p)],
+    )
+    p_star = {m: [g["max_percentile_both"] for g in get[m]] for m in METHODS}
+    row(
+        f"{test}: TPR ≈ 1 and PPV ≈ 1 together only for U_cutoff up to about the 30th "
+        "percentile (largest such percentile ≤ 40)",
+        ", ".join(f"{LABELS[m]} {format_mean_sd(p_star[m], 1, 0)}" for m in METHODS),
+        [all(p_star[m][i] <= 40 for m in METHODS) for i in range(len(seeds))],
+    )
+    return rows
+
+
+def report(results: dict, figures) -> str:
+    lines = [
+        f"## Fig. 3 — TPR / PPV maps ({results['data']} data, seeds {results['seeds']})",
+        "",
+        f"Hardware: {results['hardware']}. Wall time: {results['wall_time_s'] / 60:.1f} min "
+        "(models and predictions from the Fig. 2 run when cached).",
+        "",
+        "U cut-offs at the 1st … 99th percentile of each method's U, ε cut-offs from 0 to the "
+        f"99th percentile of ε (50 × 50 grid). Areas: fraction of the grid with the rate ≥ "
+        f"{results['level']}; p*: largest U-cutoff percentile with TPR and PPV ≥ "
+        f"{results['level']} together.",
+        "",
+    ]
+    for combo, agg in results["aggregate"].items():
+        lines += [
+            f"### {combo}",
+            "",
+            "| test | method | area TPR ≥ 0.9 | area PPV ≥ 0.9 | area both | p* |",
+            "|---|---|---|---|---|---|",
+        ]
+        for test, entry in agg.items():
+            for m in METHODS:
+                a = entry[m]
+                lines.append(
+                    f"| {test} | {LABELS[m]} | {format_mean_sd(a['tpr_area']['values'], 1, 2)} | "
+                    f"{format_mean_sd(a['ppv_area']['values'], 1, 2)} | "
+                    f"{format_mean_sd(a['both_area']['values'], 1, 2)} | "
+                    f"{format_mean_sd(a['max_percentile_both']['values'], 1, 0)} |"
+                )
+        lines += ["", "| claim (paper, Fig. 3 text) | measured (mean ± sd) | seeds supporting |"]
+        lines += ["|---|---|---|"]
+        for c in results["claims"][combo]:
+            lines.append(
+                f"| {c['claim']} | {c['measured']} | {c['seeds_supporting']}/{c['n_seeds']} |"
+            )
+        lines.append("")
+    for caption, name in figures:
+        lines += [f"![{caption}]({name})", ""]
+    return "\n".join(lines) + "\n"

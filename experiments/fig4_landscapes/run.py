@@ -1,0 +1,290 @@
+"""Fig. 4 of Zhu et al. (2023): uncertainty and potential-energy landscapes on the β scans.
+
+For every seed: train (or load) the three methods on ``D_train,N^300`` of the chosen data source
+(3BPA@xTB by default: the real dihedral scans are not available offline), predict the scans
+D_β=120°, 150°, 180°, and compare the landscapes (:mod:`.analysis`). The comparison numbers are
+mean ± sd over seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from experiments.common.pipeline import (
+    LABELS,
+    METHODS,
+    MethodsConfig,
+    aggregate_seeds,
+    check_source,
+    format_mean_sd,
+    hardware_note,
+    predict_methods,
+    train_methods,
+    training_summary,
+)
+from experiments.common.plots import landscapes
+from experiments.fig2_uncertainty.run import CPU_METHODS, Combo, subsample
+from experiments.fig4_landscapes.analysis import compare_landscapes, landscape_values
+from nequip_jax._io import atomic_write_json, atomic_write_text
+from nequip_jax.data import StandInWarning, load_3bpa, paper_split
+from nequip_jax.train.loop import member_keys
+from nequip_jax.uncertainty.ensemble import DIVERSE_VARIANTS
+
+__all__ = ["LandscapeConfig", "PRESETS", "run", "claims", "scan_split"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LandscapeConfig:
+    """Settings of the landscape experiment.
+
+    Attributes:
+        methods: how the three methods are trained.
+        combo: the training setting (the paper's Fig. 4: 300 K, 100 structures, f = 32).
+        betas: the scans, degrees.
+        seeds: default seeds.
+        max_scan_frames: evenly spaced subsample of each scan (``None``: all).
+        data: default data source.
+        resemble: Spearman ρ at or above which two landscapes count as resembling each other.
+    """
+
+    methods: MethodsConfig
+    combo: Combo
+    betas: tuple[int, ...] = (120, 150, 180)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    max_scan_frames: int | None = None
+    data: str = "xtb"
+    resemble: float = 0.5
+
+
+PRESETS: dict[str, LandscapeConfig] = {
+    "paper": LandscapeConfig(
+        methods=MethodsConfig(
+            base="paper",
+            model={"feature_dim": None},
+            n_traditional=10,
+            n_diverse_traditional=3,
+            diverse_variants=DIVERSE_VARIANTS,
+            max_components=49,
+        ),
+        combo=Combo("300K", 100, 32),
+    ),
+    # Same training as the cpu preset of Fig. 2 (f = 16, 4 + (2 + 2) networks, 40 epochs).
+    "cpu": LandscapeConfig(methods=CPU_METHODS, combo=Combo("300K", 100, 16)),
+    "tiny": LandscapeConfig(
+        methods=MethodsConfig(
+            base="cpu",
+            model={
+                "feature_dim": None,
+                "num_layers": 2,
+                "num_basis": 4,
+                "radial_mlp_depth": 1,
+                "radial_mlp_width": 8,
+            },
+            optim={"max_epochs": 2, "batch_size": 2, "eval_batch_size": 8, "max_time_s": None},
+            n_traditional=2,
+            n_diverse_traditional=1,
+            diverse_variants=({"model": {"num_layers": 1}},),
+            max_components=3,
+            gmm_max_iter=20,
+        ),
+        combo=Combo("300K", 12, 4),
+        seeds=(0, 1),
+        max_scan_frames=12,
+    ),
+}
+
+
+def scan_split(beta: int) -> str:
+    """Registry name of the scan at ``beta`` degrees."""
+    return f"dih_beta{beta}"
+
+
+def _log(message: str) -> None:
+    print(f"[fig4 {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run(
+    config: LandscapeConfig,
+    workdir: str | Path,
+    *,
+    seeds: Sequence[int],
+    data: str,
+    root: Path | None,
+    models_dir: str | Path,
+    verbose: bool = False,
+) -> dict:
+    """Landscapes and their correlations for every seed and scan."""
+    workdir, models_dir = Path(workdir), Path(models_dir) / data
+    start = time.perf_counter()
+    combo = config.combo
+    scans = [scan_split(b) for b in config.betas]
+    sources = check_source(data, root, ["train_300K", *scans])
+    frames = {s: subsample(load_3bpa(s, root), config.max_scan_frames) for s in scans}
+    missing = [s for s, fr in frames.items() if any("forces" not in a.calc.results for a in fr)]
+    if missing:
+        raise ValueError(f"{missing}: scans need reference energies and forces (xTB twin).")
+    per_seed: dict = {}
+    training: dict = {}
+    figures = []
+    for seed in seeds:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StandInWarning)
+            split = paper_split(
+                combo.setting, combo.n_train, key=member_keys(seed, 0)[0], root=root
+            )
+        _log(f"seed {seed}: training on {len(split.train)} + {len(split.val)} structures")
+        trained = train_methods(
+            config.methods.with_model(num_features=combo.num_features),
+            seed=seed,
+            data=(split.train, split.val),
+            models_dir=models_dir / combo.name,
+            verbose=verbose,
+        )
+        training[seed] = training_summary(trained.info)
+        per_seed[seed] = {}
+        for scan, scan_frames in frames.items():
+            preds = predict_methods(
+                trained,
+                scan_frames,
+                cache=workdir / "predictions" / f"seed{seed}" / f"{scan}.npz",
+            )
+            values = landscape_values(preds)
+            per_seed[seed][scan] = compare_landscapes(values)
+            per_seed[seed][scan]["eps_bar"] = {
+                m: float(np.sqrt(np.mean(p.eps**2))) for m, p in preds.items()
+            }
+            if seed == seeds[0]:
+                figures.append(_figure(values, scan_frames, scan, seed, workdir))
+    results = {
+        "config": json.loads(json.dumps(dataclasses.asdict(config))),
+        "data": data,
+        "data_files": sources,
+        "seeds": list(seeds),
+        "n_structures": {s: len(fr) for s, fr in frames.items()},
+        "per_seed": per_seed,
+        "aggregate": aggregate_seeds(list(per_seed.values())),
+        "claims": claims(per_seed, config.resemble),
+        "training": training,
+        "hardware": hardware_note(),
+        "wall_time_s": time.perf_counter() - start,
+    }
+    atomic_write_json(workdir / "results.json", results)
+    atomic_write_text(workdir / "section.md", report(results, figures, config))
+    _log(f"wrote {workdir / 'section.md'} ({results['wall_time_s'] / 60:.1f} min)")
+    return results
+
+
+def _figure(values, frames, scan: str, seed: int, workdir: Path) -> tuple[str, str]:
+    dihedrals = np.array([a.info["dihedrals"] for a in frames], np.float64)
+    top = {f"U {LABELS[m]}": values[f"U:{m}"] for m in METHODS}
+    top["energy std (traditional)"] = values["Estd:traditional"]
+    bottom = {f"E {LABELS[m]}": 1000 * values[f"E:{m}"] for m in METHODS}
+    bottom["E reference"] = 1000 * values["E:reference"]
+    path = workdir / f"fig4_{scan}.png"
+    landscapes(
+        [("normalised uncertainty (Eq. 11)", top), ("E − E_min (meV)", bottom)],
+        dihedrals[:, 0],
+        dihedrals[:, 2],
+        path,
+        title=f"{scan}, seed {seed}",
+    )
+    return f"{scan} (seed {seed})", path.name
+
+
+def _claim_row(per_seed: dict, scan: str, claim: str, pairs: list[str], resemble: float) -> dict:
+    seeds = list(per_seed)
+    rho = {p: [per_seed[s][scan][p]["spearman"] for s in seeds] for p in pairs}
+    overlap = {p: [per_seed[s][scan][p]["top10_overlap"] for s in seeds] for p in pairs}
+    flags = [all(rho[p][i] >= resemble for p in pairs) for i in range(len(seeds))]
+    measured = "; ".join(
+        f"{p}: ρ = {format_mean_sd(rho[p], 1, 2)}, top-10 % overlap "
+        f"{format_mean_sd(overlap[p], 1, 2)}"
+        for p in pairs
+    )
+    return {
+        "scan": scan,
+        "claim": claim,
+        "measured": measured,
+        "seeds_supporting": int(sum(flags)),
+        "n_seeds": len(seeds),
+    }
+
+
+#: The claims of the Fig. 4 text and the landscape pairs that test them.
+CLAIMS = (
+    (
+        "the GMM and ensemble uncertainty landscapes are very similar",
+        ["U:gmm vs U:traditional", "U:gmm vs U:diverse"],
+    ),
+    (
+        "uncertainty landscapes resemble the reference energy landscape",
+        [f"U:{m} vs E:reference" for m in METHODS],
+    ),
+    ("model PES landscapes resemble the reference", [f"E:{m} vs E:reference" for m in METHODS]),
+    (
+        "(SI) the ensembles' energy-spread landscape resembles the PES",
+        ["Estd:traditional vs E:reference", "Estd:diverse vs E:reference"],
+    ),
+)
+
+
+def claims(per_seed: dict, resemble: float) -> list[dict]:
+    """The Fig. 4 claims per scan; "resemble" means Spearman ρ ≥ ``resemble`` in a seed.
+
+    ``per_seed``: {seed: {scan: {pair: {"spearman", "pearson", "top10_overlap"}}}}.
+    """
+    first = per_seed[next(iter(per_seed))]
+    return [
+        _claim_row(per_seed, scan, claim, pairs, resemble)
+        for scan in first
+        for claim, pairs in CLAIMS
+    ]
+
+
+def report(results: dict, figures, config: LandscapeConfig) -> str:
+    agg = results["aggregate"]
+    lines = [
+        f"## Fig. 4 — uncertainty and energy landscapes on the β scans ({results['data']} "
+        f"data, seeds {results['seeds']})",
+        "",
+        f"Hardware: {results['hardware']}. Wall time: {results['wall_time_s'] / 60:.1f} min. "
+        f"Structures per scan: {results['n_structures']}.",
+        "",
+        "Spearman ρ over the structures of a scan (mean ± sd over seeds). U: structure "
+        "uncertainty (sum of NLL / sqrt of summed σ²), E: energy relative to the minimum, Estd: "
+        "spread of the members' total energies.",
+        "",
+    ]
+    scans = list(agg)
+    pairs = [p for p in agg[scans[0]] if p != "eps_bar"]
+    lines += ["| pair | " + " | ".join(scans) + " |", "|---" * (len(scans) + 1) + "|"]
+    for pair in pairs:
+        cells = [format_mean_sd(agg[s][pair]["spearman"]["values"], 1, 2) for s in scans]
+        lines.append(f"| {pair} | " + " | ".join(cells) + " |")
+    lines += ["", "Force error ε̄ on the scans (meV/Å):", ""]
+    lines += ["| method | " + " | ".join(scans) + " |", "|---" * (len(scans) + 1) + "|"]
+    for m in METHODS:
+        cells = [format_mean_sd(agg[s]["eps_bar"][m]["values"], 1000) for s in scans]
+        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"| scan | claim (paper, Fig. 4 text; resemble = ρ ≥ {config.resemble}) | measured | "
+        "seeds supporting |",
+        "|---|---|---|---|",
+    ]
+    for c in results["claims"]:
+        lines.append(
+            f"| {c['scan']} | {c['claim']} | {c['measured']} | "
+            f"{c['seeds_supporting']}/{c['n_seeds']} |"
+        )
+    lines.append("")
+    for caption, name in figures:
+        lines += [f"![{caption}]({name})", ""]
+    return "\n".join(lines) + "\n"

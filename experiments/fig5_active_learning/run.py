@@ -1,0 +1,353 @@
+"""Fig. 5 and Table I of Zhu et al. (2023): one round of active learning against random selection.
+
+For every seed: draw ``D_train,N^300`` and ``D_pool^300`` (3BPA@xTB by default); train the three
+methods; score every pool structure by its most uncertain atom (Eq. (12)) and add the N highest
+to the training set — one new set per method — or N random pool structures (one set shared by
+the methods); retrain every method from scratch on its active set and on the random set; compare
+ε̄, ε̄_200 and ε_max on the β scans. Improvements are paired per seed and reported as mean ± sd
+with a verdict on whether they exceed the seed-to-seed spread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from experiments.common.pipeline import (
+    KEY_TAGS,
+    LABELS,
+    METHODS,
+    MethodsConfig,
+    check_source,
+    format_mean_sd,
+    hardware_note,
+    predict_methods,
+    train_methods,
+)
+from experiments.common.plots import error_distributions
+from experiments.fig2_uncertainty.run import CPU_METHODS, subsample
+from experiments.fig4_landscapes.run import scan_split
+from experiments.fig5_active_learning.analysis import (
+    TABLE_METRICS,
+    improvement_table,
+    select_active,
+    select_random,
+    table_metrics,
+)
+from nequip_jax._io import atomic_write_json, atomic_write_text
+from nequip_jax.data import StandInWarning, load_3bpa, paper_split
+from nequip_jax.train.loop import member_keys
+from nequip_jax.uncertainty.ensemble import DIVERSE_VARIANTS
+
+__all__ = ["ALConfig", "PRESETS", "PAPER_TABLE_I", "run"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ALConfig:
+    """Settings of the active-learning experiment.
+
+    Attributes:
+        methods: how the three methods are trained (and retrained).
+        num_features: f (the paper's Table I: 16).
+        n_train: the initial training draw, validation included (50).
+        n_add: structures added in the round (``None``: ``n_train``, as in the paper).
+        max_pool: evenly spaced subsample of the pool (``None``: all of ``D_pool^300``).
+        betas: the scans evaluated.
+        max_scan_frames: evenly spaced subsample of each scan (``None``: all).
+        seeds: default seeds.
+        data: default data source.
+    """
+
+    methods: MethodsConfig
+    num_features: int = 16
+    n_train: int = 50
+    n_add: int | None = None
+    max_pool: int | None = None
+    betas: tuple[int, ...] = (120, 150, 180)
+    max_scan_frames: int | None = None
+    seeds: tuple[int, ...] = (0, 1, 2)
+    data: str = "xtb"
+
+
+#: Table I of the paper (meV/Å and %), for the report: scan -> metric -> method -> (abs, pct).
+PAPER_TABLE_I = {
+    "dih_beta120": {
+        "eps_bar": {"gmm": (9.2, 17.0), "traditional": (10.2, 22.1), "diverse": (9.3, 20.0)},
+        "eps_bar_200": {"gmm": (21.9, 7.5), "traditional": (-13.4, -5.1), "diverse": (16.1, 5.9)},
+        "eps_max": {"gmm": (148.2, 19.0), "traditional": (184.9, 23.9), "diverse": (172.8, 24.3)},
+    },
+    "dih_beta150": {
+        "eps_bar": {"gmm": (15.6, 26.0), "traditional": (9.5, 25.5), "diverse": (7.8, 17.9)},
+        "eps_bar_200": {"gmm": (118.8, 28.6), "traditional": (41.6, 14.0), "diverse": (90.0, 26.0)},
+        "eps_max": {"gmm": (290.8, 40.9), "traditional": (114.1, 41.9), "diverse": (232.1, 41.9)},
+    },
+    "dih_beta180": {
+        "eps_bar": {"gmm": (29.6, 39.9), "traditional": (15.2, 32.1), "diverse": (23.4, 39.0)},
+        "eps_bar_200": {
+            "gmm": (140.4, 27.5),
+            "traditional": (70.3, 18.5),
+            "diverse": (134.6, 30.2),
+        },
+        "eps_max": {"gmm": (451.9, 44.3), "traditional": (169.0, 27.3), "diverse": (537.4, 54.9)},
+    },
+}
+
+PRESETS: dict[str, ALConfig] = {
+    "paper": ALConfig(
+        methods=MethodsConfig(
+            base="paper",
+            model={"feature_dim": None},
+            n_traditional=10,
+            n_diverse_traditional=3,
+            diverse_variants=DIVERSE_VARIANTS,
+            max_components=49,
+        ),
+        num_features=16,
+    ),
+    # 2-core CPU: f = 8 instead of 16, 4 traditional members, a 4-member diverse ensemble
+    # (2 + 2 variants), 25 epochs per network (wall-clock cap 300 s), 200 structures per scan.
+    "cpu": ALConfig(
+        methods=dataclasses.replace(
+            CPU_METHODS, optim={"max_epochs": 25, "plateau_patience": 10}, time_per_member_s=300.0
+        ),
+        num_features=8,
+        max_scan_frames=200,
+    ),
+    "tiny": ALConfig(
+        methods=MethodsConfig(
+            base="cpu",
+            model={
+                "feature_dim": None,
+                "num_layers": 2,
+                "num_basis": 4,
+                "radial_mlp_depth": 1,
+                "radial_mlp_width": 8,
+            },
+            optim={"max_epochs": 2, "batch_size": 2, "eval_batch_size": 8, "max_time_s": None},
+            n_traditional=2,
+            n_diverse_traditional=1,
+            diverse_variants=({"model": {"num_layers": 1}},),
+            max_components=3,
+            gmm_max_iter=20,
+        ),
+        num_features=4,
+        n_train=12,
+        n_add=4,
+        max_pool=16,
+        max_scan_frames=8,
+        seeds=(0, 1),
+    ),
+}
+
+
+def _log(message: str) -> None:
+    print(f"[fig5 {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    return len(set(a.tolist()) & set(b.tolist())) / max(1, len(a))
+
+
+def run(
+    config: ALConfig,
+    workdir: str | Path,
+    *,
+    seeds: Sequence[int],
+    data: str,
+    root: Path | None,
+    models_dir: str | Path,
+    verbose: bool = False,
+) -> dict:
+    """One active-learning round per seed, Table I over seeds; writes results, figures, report."""
+    workdir, models_dir = Path(workdir), Path(models_dir) / data
+    start = time.perf_counter()
+    scans = [scan_split(b) for b in config.betas]
+    sources = check_source(data, root, ["train_300K", *scans])
+    scan_frames = {s: subsample(load_3bpa(s, root), config.max_scan_frames) for s in scans}
+    mc = config.methods.with_model(num_features=config.num_features)
+    n_add = config.n_add or config.n_train
+    folder = models_dir / f"300K_n{config.n_train}_f{config.num_features}"  # shared with Fig. 2/4
+    per_seed: dict = {}
+    figures = []
+    for seed in seeds:
+        t_seed = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StandInWarning)
+            split = paper_split("300K", config.n_train, key=member_keys(seed, 0)[0], root=root)
+        pool = subsample(split.pool, config.max_pool)
+        _log(f"seed {seed}: initial training on {len(split.train)} + {len(split.val)}")
+        initial = train_methods(
+            mc, seed=seed, data=(split.train, split.val), models_dir=folder, verbose=verbose
+        )
+        cache = workdir / "predictions" / f"seed{seed}"
+        pool_pred = predict_methods(initial, pool, cache=cache / "pool.npz")
+        chosen = {m: select_active(pool_pred[m], n_add) for m in METHODS}
+        key = jax.random.fold_in(jax.random.key(seed), KEY_TAGS["random_selection"])
+        chosen["random"] = select_random(len(pool), n_add, key=key)
+        pool_energy = np.array([a.get_potential_energy() for a in pool])
+        trained = {}
+        for scheme, idx in chosen.items():
+            methods = METHODS if scheme == "random" else (scheme,)
+            _log(f"seed {seed}: retraining {methods} on the {scheme} set")
+            trained[scheme] = train_methods(
+                mc,
+                seed=seed,
+                data=(split.train + [pool[i] for i in idx], split.val),
+                models_dir=folder,
+                methods=methods,
+                verbose=verbose,
+            )
+        errors: dict = {"initial": {}, "active": {}, "random": {}}
+        eps_keep: dict = {}
+        for scan, frames in scan_frames.items():
+            pred = {
+                "initial": predict_methods(initial, frames, cache=cache / f"initial_{scan}.npz"),
+                "random": predict_methods(
+                    trained["random"], frames, cache=cache / f"random_{scan}.npz"
+                ),
+                "active": {
+                    m: predict_methods(trained[m], frames, cache=cache / f"active_{m}_{scan}.npz")[
+                        m
+                    ]
+                    for m in METHODS
+                },
+            }
+            for scheme in errors:
+                errors[scheme][scan] = {m: table_metrics(pred[scheme][m].eps) for m in METHODS}
+            eps_keep[scan] = {m: {s: pred[s][m].eps for s in ("active", "random")} for m in METHODS}
+        per_seed[seed] = {
+            "errors": errors,
+            "selection": {
+                "indices": {k: v.tolist() for k, v in chosen.items()},
+                "overlap": {
+                    f"{a}-{b}": _overlap(chosen[a], chosen[b])
+                    for a in (*METHODS, "random")
+                    for b in (*METHODS, "random")
+                    if a < b
+                },
+                "mean_energy_above_pool_eV": {
+                    k: float(pool_energy[v].mean() - pool_energy.mean()) for k, v in chosen.items()
+                },
+            },
+            "training_s": {
+                "initial": _seconds(initial.info),
+                **{k: _seconds(t.info) for k, t in trained.items()},
+            },
+            "wall_time_s": time.perf_counter() - t_seed,
+        }
+        if seed == seeds[0]:
+            for scan, by_method in eps_keep.items():
+                path = workdir / f"fig5_{scan}.png"
+                error_distributions(
+                    {LABELS[m]: curves for m, curves in by_method.items()},
+                    path,
+                    title=f"{scan}, seed {seed}: after one round (active vs random)",
+                )
+                figures.append((f"{scan} (seed {seed})", path.name))
+    table = {
+        scan: {
+            m: improvement_table(
+                [per_seed[s]["errors"]["random"][scan][m] for s in seeds],
+                [per_seed[s]["errors"]["active"][scan][m] for s in seeds],
+            )
+            for m in METHODS
+        }
+        for scan in scans
+    }
+    results = {
+        "config": json.loads(json.dumps(dataclasses.asdict(config))),
+        "data": data,
+        "data_files": sources,
+        "seeds": list(seeds),
+        "n_pool": len(pool),
+        "n_add": n_add,
+        "n_scan_structures": {s: len(f) for s, f in scan_frames.items()},
+        "per_seed": per_seed,
+        "table_I": table,
+        "hardware": hardware_note(),
+        "wall_time_s": time.perf_counter() - start,
+    }
+    atomic_write_json(workdir / "results.json", results)
+    atomic_write_text(workdir / "section.md", report(results, figures))
+    _log(f"wrote {workdir / 'section.md'} ({results['wall_time_s'] / 60:.1f} min)")
+    return results
+
+
+def _seconds(info: dict) -> float:
+    total = info["traditional"]["seconds"] + sum(v["seconds"] for v in info.get("variants", []))
+    return total + (info["gmm"]["seconds"] if "gmm" in info else 0.0)
+
+
+def report(results: dict, figures) -> str:
+    seeds = results["seeds"]
+    lines = [
+        f"## Fig. 5 / Table I — one round of active learning ({results['data']} data, seeds "
+        f"{seeds})",
+        "",
+        f"Hardware: {results['hardware']}. Wall time: {results['wall_time_s'] / 60:.1f} min. "
+        f"Pool: {results['n_pool']} structures, {results['n_add']} added per set; scan "
+        f"structures: {results['n_scan_structures']}.",
+        "",
+        "Improvement = random − active (positive: active learning better), mean ± sd over seeds; "
+        "verdict 'yes' when the mean improvement exceeds the larger of the sd of the "
+        "improvements and the sd of the random baseline (n_better = seeds with a positive "
+        "improvement). Paper: single runs, f = 16.",
+        "",
+        "| scan | metric | method | random (meV/Å) | active (meV/Å) | improvement (meV/Å) | "
+        "improvement (%) | beyond spread? (n_better) | paper (meV/Å, %) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for scan, by_method in results["table_I"].items():
+        for key, label in TABLE_METRICS:
+            for m in METHODS:
+                row = by_method[m][key]
+                paper = PAPER_TABLE_I.get(scan, {}).get(key, {}).get(m)
+                paper_txt = f"{paper[0]}, {paper[1]}" if paper else "–"
+                lines.append(
+                    f"| {scan} | {label} | {LABELS[m]} | {format_mean_sd(row['random'], 1000)} | "
+                    f"{format_mean_sd(row['active'], 1000)} | {format_mean_sd(row['abs'], 1000)} "
+                    f"| {format_mean_sd(row['pct'], 1, 1)} | {row['verdict']} "
+                    f"({row['n_better']}/{row['n']}) | {paper_txt} |"
+                )
+    lines += ["", "Before the round (initial models), ε̄ on the scans (meV/Å):", ""]
+    scans = list(results["table_I"])
+    lines += ["| method | " + " | ".join(scans) + " |", "|---" * (len(scans) + 1) + "|"]
+    for m in METHODS:
+        cells = [
+            format_mean_sd(
+                [results["per_seed"][s]["errors"]["initial"][scan][m]["eps_bar"] for s in seeds],
+                1000,
+            )
+            for scan in scans
+        ]
+        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
+    sel = [results["per_seed"][s]["selection"] for s in seeds]
+    lines += [
+        "",
+        "Selected structures: mean reference energy above the pool mean (eV): "
+        + ", ".join(
+            f"{k} {format_mean_sd([x['mean_energy_above_pool_eV'][k] for x in sel], 1, 2)}"
+            for k in (*METHODS, "random")
+        )
+        + "; overlap of the GMM and traditional selections "
+        + format_mean_sd([x["overlap"]["gmm-traditional"] for x in sel], 1, 2)
+        + ".",
+        "",
+        "Training time per seed (s): "
+        + "; ".join(
+            f"seed {s}: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in results["per_seed"][s]["training_s"].items())
+            for s in seeds
+        ),
+        "",
+    ]
+    for caption, name in figures:
+        lines += [f"![{caption}]({name})", ""]
+    return "\n".join(lines) + "\n"

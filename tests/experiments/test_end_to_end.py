@@ -1,0 +1,183 @@
+"""Every experiment end to end on its ``tiny`` preset (slow: minutes on a busy 2-core CPU).
+
+Each test runs the experiment's command-line entry point and checks its written results against
+an independent recomputation: from the saved models, the cached predictions or the raw data,
+with plain numpy/scipy instead of the experiment's own analysis code.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from nequip_jax.data import StandInWarning, load_3bpa, paper_split
+from nequip_jax.model import Potential
+from nequip_jax.train.loop import member_keys
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory):
+    """One model cache for all end-to-end tests (Fig. 3 and 4 reuse the Fig. 2 models)."""
+    return tmp_path_factory.mktemp("models")
+
+
+def _args(preset_root, workdir, models_dir, seeds=("0",)):
+    return [
+        "--preset",
+        "tiny",
+        "--data",
+        "dft",
+        "--data-root",
+        str(preset_root),
+        "--workdir",
+        str(workdir),
+        "--models",
+        str(models_dir),
+        "--seeds",
+        *seeds,
+    ]
+
+
+def _rms(x):
+    return float(np.sqrt(np.mean(np.square(x))))
+
+
+def _run_fig2(scan_root, tmp_path_factory, models_dir):
+    from experiments.fig2_uncertainty.__main__ import main
+
+    workdir = tmp_path_factory.mktemp("fig2")
+    main(_args(scan_root, workdir, models_dir, ("0", "1")))
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def fig2_workdir(scan_root, tmp_path_factory, models_dir):
+    return _run_fig2(scan_root, tmp_path_factory, models_dir)
+
+
+def test_fig2_end_to_end(fig2_workdir, scan_root, models_dir):
+    from experiments.fig2_uncertainty.run import PRESETS, subsample
+
+    results = json.loads((fig2_workdir / "results.json").read_text())
+    combo = "300K_n12_f4"
+    train = results["training"][combo]["0"]
+    assert train["gmm_components"] <= PRESETS["tiny"].methods.max_components
+    # Independent recomputation of the single model's ε̄ on the 1200 K set from the saved model.
+    folder = models_dir / "dft" / combo / train["folders"]["gmm"] / "model"
+    potential = Potential.load(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StandInWarning)
+        split = paper_split("300K", 12, key=member_keys(0, 0)[0], root=scan_root)
+    frames = subsample(split.test["test_1200K"], PRESETS["tiny"].max_test_frames)
+    forces = potential.predict(frames)["forces"]
+    eps = np.concatenate(
+        [np.sqrt(np.mean((f - a.get_forces()) ** 2, axis=1)) for f, a in zip(forces, frames)]
+    )
+    got = results["per_seed"][combo]["0"]["test_1200K"]["gmm"]["eps_bar"]
+    assert got == pytest.approx(_rms(eps), rel=1e-4)
+    agg = results["aggregate"][combo]["test_1200K"]["gmm"]["eps_bar"]
+    both = [results["per_seed"][combo][s]["test_1200K"]["gmm"]["eps_bar"] for s in ("0", "1")]
+    assert agg["mean"] == pytest.approx(np.mean(both))
+    assert agg["sd"] == pytest.approx(np.std(both, ddof=1))
+    section = (fig2_workdir / "section.md").read_text()
+    assert all(t in section for t in ("test_300K", "test_600K", "test_1200K"))
+    assert (fig2_workdir / f"fig2_{combo}_test_1200K.png").stat().st_size > 1000
+
+
+def test_fig3_end_to_end(fig2_workdir, scan_root, models_dir, tmp_path_factory):
+    from experiments.fig3_tpr_ppv.__main__ import main
+
+    workdir = tmp_path_factory.mktemp("fig3")
+    main(
+        _args(scan_root, workdir, models_dir, ("0", "1"))
+        + ["--predictions", str(fig2_workdir / "predictions")]
+    )
+    results = json.loads((workdir / "results.json").read_text())
+    # Brute-force TPR area of the traditional ensemble on the 1200 K set, seed 1.
+    with np.load(fig2_workdir / "predictions" / "300K_n12_f4" / "seed1" / "test_1200K.npz") as p:
+        u, eps = p["traditional.u"], p["traditional.eps"]
+    u_cuts = np.percentile(u, np.linspace(1, 99, 50))
+    e_cuts = np.linspace(0, np.percentile(eps, 99), 50)
+    hits = 0
+    for uc in u_cuts:
+        for ec in e_cuts:
+            positive = eps > ec
+            if positive.any() and np.sum((u > uc) & positive) / positive.sum() >= 0.9:
+                hits += 1
+    got = results["per_seed"]["300K_n12_f4"]["1"]["test_1200K"]["traditional"]["tpr_area"]
+    assert got == pytest.approx(hits / 2500)
+    assert len(results["claims"]["300K_n12_f4"]) == 4
+
+
+def test_fig4_end_to_end(scan_root, models_dir, tmp_path_factory):
+    from experiments.fig4_landscapes.__main__ import main
+
+    workdir = tmp_path_factory.mktemp("fig4")
+    main(_args(scan_root, workdir, models_dir, ("0", "1")))
+    results = json.loads((workdir / "results.json").read_text())
+    with np.load(workdir / "predictions" / "seed1" / "dih_beta150.npz") as p:
+        nll_sum = np.bincount(p["gmm.structure"], weights=p["gmm.u"])
+        e_ref = p["gmm.energy_true"]
+    reference = load_3bpa("dih_beta150", scan_root)
+    assert np.allclose(e_ref, [a.get_potential_energy() for a in reference])
+    pair = results["per_seed"]["1"]["dih_beta150"]["U:gmm vs E:reference"]
+    assert pair["spearman"] == pytest.approx(stats.spearmanr(nll_sum, e_ref).statistic)
+    assert pair["pearson"] == pytest.approx(stats.pearsonr(nll_sum, e_ref).statistic)
+    assert (workdir / "fig4_dih_beta120.png").is_file()
+
+
+def test_fig5_end_to_end(scan_root, models_dir, tmp_path_factory):
+    from experiments.fig5_active_learning.__main__ import main
+    from experiments.fig5_active_learning.run import PRESETS
+
+    config = PRESETS["tiny"]
+    workdir = tmp_path_factory.mktemp("fig5")
+    main(_args(scan_root, workdir, models_dir, ("0",)))
+    results = json.loads((workdir / "results.json").read_text())
+    chosen = results["per_seed"]["0"]["selection"]["indices"]
+    # Eq. (12) by brute force on the cached pool predictions.
+    with np.load(workdir / "predictions" / "seed0" / "pool.npz") as p:
+        for method in ("gmm", "traditional", "diverse"):
+            u, s = p[f"{method}.u"], p[f"{method}.structure"]
+            score = np.array([u[s == k].max() for k in range(s.max() + 1)])
+            assert sorted(chosen[method]) == sorted(np.argsort(-score)[: config.n_add].tolist())
+    assert len(set(chosen["random"])) == config.n_add
+    # Table I: improvement = random - active, recomputed from the cached scan predictions.
+    pred = workdir / "predictions" / "seed0"
+    with (
+        np.load(pred / "random_dih_beta180.npz") as r,
+        np.load(pred / "active_gmm_dih_beta180.npz") as a,
+    ):
+        expected = _rms(r["gmm.eps"]) - _rms(a["gmm.eps"])
+        expected_max = r["gmm.eps"].max() - a["gmm.eps"].max()
+    row = results["table_I"]["dih_beta180"]["gmm"]
+    assert row["eps_bar"]["abs"][0] == pytest.approx(expected)
+    assert row["eps_max"]["abs"][0] == pytest.approx(expected_max)
+    assert row["eps_bar"]["verdict"] == "n/a"  # one seed: no spread to compare with
+
+
+def test_cost_end_to_end(scan_root, tmp_path_factory):
+    from experiments.cost.__main__ import main
+    from experiments.cost.run import PRESETS
+
+    config = PRESETS["tiny"]
+    workdir = tmp_path_factory.mktemp("cost")
+    main(["--preset", "tiny", "--data-root", str(scan_root), "--workdir", str(workdir)])
+    results = json.loads((workdir / "results.json").read_text())
+    seed = results["per_seed"]["0"]
+    lines = (workdir / "seed0" / "ensemble" / "metrics.jsonl").read_text().splitlines()
+    members = {json.loads(x)["member"] for x in lines}
+    epochs = {json.loads(x)["epoch"] for x in lines}
+    assert members == set(range(config.methods.n_traditional))
+    assert epochs == set(range(config.epochs + 1))
+    inf = seed["inference"]
+    assert results["summary"]["inference_ensemble_vs_gmm"][0] == pytest.approx(
+        inf["ensemble_ms"] / inf["single_gmm_ms"]
+    )
+    assert min(inf.values()) > 0
