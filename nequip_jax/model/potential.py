@@ -19,8 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ import numpy as np
 from flax import serialization
 
 import gmm as gmm_lib
+from nequip_jax._io import atomic_folder
 from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget
 from nequip_jax.model._config import NequIPConfig
 from nequip_jax.model._fns import make_model_fns
@@ -180,10 +179,7 @@ class Potential:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
         """Write the potential folder atomically (see the module docstring)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-        try:
+        with atomic_folder(path) as tmp:
             info = {
                 "format_version": FORMAT_VERSION,
                 "config": self.config.to_dict(),
@@ -196,16 +192,6 @@ class Potential:
             (tmp / "params.msgpack").write_bytes(serialization.msgpack_serialize(params))
             if self.gmm is not None:
                 gmm_lib.save(self.gmm, tmp / "gmm.npz")
-            old = None
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                os.replace(path, old)
-            os.replace(tmp, path)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Potential:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import numpy as np
 import yaml
 from flax import serialization
 
+from nequip_jax._io import atomic_folder
 from nequip_jax.data import GraphDataset
 from nequip_jax.model import NequIPConfig, make_model_fns
 from nequip_jax.model.potential import Potential, check_dataset, run_batched
@@ -182,9 +181,7 @@ class Ensemble:
                 features = out["features"]
         order = sorted(energies)
         member_energy = np.stack([energies[m] for m in order])
-        member_forces = [
-            np.stack([forces[m][i] for m in order]) for i in range(len(atoms_list))
-        ]
+        member_forces = [np.stack([forces[m][i] for m in order]) for i in range(len(atoms_list))]
         sigma = [ensemble_sigma(f) for f in member_forces]
         return {
             "energy": member_energy.mean(0),
@@ -199,34 +196,20 @@ class Ensemble:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the ensemble folder atomically: ``ensemble.json`` and one params file a group."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-        try:
+        with atomic_folder(path) as tmp:
             info = {
                 "format_version": 1,
                 "kind": "ensemble",
                 "species": list(self.species),
                 "metadata": self.metadata,
                 "groups": [
-                    {"config": g.config.to_dict(), "members": list(g.members)}
-                    for g in self.groups
+                    {"config": g.config.to_dict(), "members": list(g.members)} for g in self.groups
                 ],
             }
             (tmp / "ensemble.json").write_text(json.dumps(info, indent=2, sort_keys=True))
             for i, group in enumerate(self.groups):
                 state = serialization.to_state_dict(jax.device_get(group.params))
                 (tmp / f"group{i}.msgpack").write_bytes(serialization.msgpack_serialize(state))
-            old = None
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                os.replace(path, old)
-            os.replace(tmp, path)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Ensemble:
