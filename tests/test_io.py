@@ -25,4 +25,5 @@ def test_text_write_replaces_whole_file(tmp_path):
     atomic_write_text(path, "first")
     atomic_write_text(path, "second")
     assert path.read_text() == "second"
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by others, like a plain open()
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
