@@ -1,6 +1,6 @@
 """The NequIP model (Batzner et al. 2022) with its final scalar features (Zhu et al. 2023)."""
 
-from nequip_jax.model._blocks import InteractionBlock, SpeciesLinear, gate
+from nequip_jax.model._blocks import InteractionBlock, SpeciesLinear, auto_chunk_size, gate
 from nequip_jax.model._config import NequIPConfig, hidden_irreps
 from nequip_jax.model._convolution import (
     channels_last_blocks,
@@ -39,6 +39,7 @@ __all__ = [
     "NequIPConfig",
     "SpeciesLinear",
     "convolution",
+    "auto_chunk_size",
     "bessel_basis",
     "bessel_frequencies",
     "channels_last_blocks",

@@ -43,7 +43,8 @@ class NequIPConfig:
             ``num_species``); usually the force RMS of the training set (eV/Å).
         dtype: ``"float32"`` (default) or ``"float64"`` (needs ``jax_enable_x64``).
         edge_chunk_size: edges processed at once by the convolution (a speed/memory knob that
-            does not change the model; about 256–1024 keeps the per-edge arrays in cache).
+            does not change the model); ``None`` picks it per layer and batch shape (see
+            :func:`nequip_jax.model.auto_chunk_size`).
     """
 
     num_species: int
@@ -63,7 +64,7 @@ class NequIPConfig:
     energy_shift: tuple[float, ...] = ()
     energy_scale: float | tuple[float, ...] = 1.0
     dtype: str = "float32"
-    edge_chunk_size: int = 512
+    edge_chunk_size: int | None = None
 
     def __post_init__(self):
         # Normalise sequences to tuples of floats so that the config stays hashable and
@@ -82,7 +83,6 @@ class NequIPConfig:
             "num_layers",
             "num_basis",
             "cutoff_p",
-            "edge_chunk_size",
         ):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be at least 1")
@@ -110,6 +110,8 @@ class NequIPConfig:
                 f"energy_scale has {len(self.energy_scale)} entries for "
                 f"num_species={self.num_species}"
             )
+        if self.edge_chunk_size is not None and self.edge_chunk_size < 1:
+            problems.append(f"edge_chunk_size={self.edge_chunk_size} must be at least 1 (or None)")
         if self.feature_dim is not None and self.feature_dim < 1:
             problems.append(f"feature_dim={self.feature_dim} must be at least 1 (or None)")
         if self.num_features // 2 < 1 and self.feature_dim is None:

@@ -13,7 +13,10 @@ from nequip_jax.data import GraphDataset
 
 CONFIGS = {
     "lmax1-parity": tiny_config(),
-    "lmax2-noparity-residual": tiny_config(lmax=2, parity=False, residual=True, num_layers=3),
+    # edge_chunk_size=None: the automatic choice (no chunking for these small batches).
+    "lmax2-noparity-residual": tiny_config(
+        lmax=2, parity=False, residual=True, num_layers=3, edge_chunk_size=None
+    ),
 }
 
 

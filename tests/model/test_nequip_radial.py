@@ -57,8 +57,8 @@ def test_radial_embedding_is_nan_free_on_padding_edges():
     def total(lengths):
         return jnp.sum(radial_embedding(lengths, mask, omega, 4.0, 6) ** 2)
 
-    values = radial_embedding(lengths, mask, omega, 4.0, 6)
-    grads = jax.grad(total)(lengths)
+    values = jax.jit(lambda r: radial_embedding(r, mask, omega, 4.0, 6))(lengths)
+    grads = jax.jit(jax.grad(total))(lengths)
     assert np.all(np.isfinite(np.asarray(values))) and np.all(np.isfinite(np.asarray(grads)))
     # Padding edges and the edge beyond r_max carry nothing.
     np.testing.assert_array_equal(np.asarray(values)[[1, 3, 4]], 0.0)
@@ -66,7 +66,7 @@ def test_radial_embedding_is_nan_free_on_padding_edges():
     assert np.all(np.abs(np.asarray(values)[[0, 2]]).sum(axis=1) > 0)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(depth=st.integers(0, 3), width=st.integers(1, 9), seed=st.integers(0, 10_000))
 def test_radial_mlp_maps_zero_embedding_to_zero_weights(depth, width, seed):
     # No biases and SiLU(0) = 0: padding edges (zero embedding) get exactly zero path weights,
