@@ -1,0 +1,2 @@
+"""Calibrated uncertainty: GMM NLL, ensemble σ and LLPR mapped to force errors, with conformal
+intervals, on the models of an on-the-fly run."""

@@ -1,0 +1,28 @@
+"""``python -m experiments.otf --preset cpu|tiny [--workdir runs/otf-cpu] [--set KEY=VALUE]``."""
+
+import argparse
+
+from experiments.otf.run import RUNS, run
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments.otf", description=__doc__)
+    parser.add_argument("--preset", choices=["cpu", "tiny"], default="cpu")
+    parser.add_argument("--workdir", default=None, help="default runs/otf-<preset>")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--runs", nargs="+", choices=RUNS, default=list(RUNS), help="which triggers to run"
+    )
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    run(
+        args.preset,
+        args.workdir or f"runs/otf-{args.preset}",
+        overrides=args.set,
+        runs=args.runs,
+        verbose=not args.quiet,
+    )
+
+
+if __name__ == "__main__":
+    main()

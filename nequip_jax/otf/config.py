@@ -1,0 +1,224 @@
+"""Configuration of an on-the-fly active-learning run, with shipped presets.
+
+One seed drives everything (initial structures, weights, batch order, Langevin noise, random
+baseline steps, GMM initialisation), split from one ``jax.random`` key by the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nequip_jax.train.config import apply_overrides
+
+__all__ = ["OTFConfig", "PRESETS", "load_otf_config", "TRIGGERS"]
+
+TRIGGERS = ("gmm", "ensemble", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class OTFConfig:
+    """Everything an on-the-fly run needs.
+
+    Attributes:
+        seed: the one seed of the run.
+        trigger: ``"gmm"`` (max per-atom GMM NLL, Zhu et al. 2023 Eq. (8), of one model),
+            ``"ensemble"`` (max per-atom σ of Eq. (4) over ``n_members`` models) or ``"random"``
+            (label ``random_calls`` frames at uniformly drawn steps; the baseline).
+        n_initial: training structures to start from (drawn from ``initial_split``).
+        initial_split: 3BPA split the initial structures and the MD start come from.
+        data_root: folder searched first for the 3BPA files (e.g. ``data/3bpa_xtb``).
+        labels: ``"oracle"`` — label the initial and test structures with the oracle (cached in
+            the cache folder); ``"files"`` — use the labels in the files (only with a
+            ``data_root`` of 3BPA@xTB: never mix DFT and xTB labels).
+        oracle: keyword arguments of :class:`nequip_jax.oracle.XTBOracle`.
+        temperature_K: Langevin temperature (K).
+        timestep_fs: MD time step (fs).
+        friction_per_fs: Langevin friction (1/fs).
+        n_steps: MD steps of the run.
+        skin: Verlet skin of the calculator's neighbour lists (Å).
+        threshold_percentile: the trigger fires when the max per-atom uncertainty of a frame
+            exceeds this percentile of the max per-atom uncertainty over the training structures
+            (recomputed after every refit).
+        min_steps_between_calls: no new oracle call within this many steps of the last one.
+        max_oracle_calls: budget of training labels (uncertainty triggers).
+        random_calls: oracle calls of the random baseline (usually the count of a GMM run).
+        n_members: ensemble size (``trigger="ensemble"``).
+        model: NequIP hyperparameters (``nequip_jax.model.NequIPConfig`` fields).
+        optim: optimisation of the initial training (``nequip_jax.train.OptimConfig`` fields).
+        retrain_epochs: warm-start epochs over the grown training set after every oracle call.
+        retrain_learning_rate: learning rate of the warm start (Adam, fresh moments).
+        retrain_batch_size: structures per warm-start batch.
+        gmm_max_components: the GMM is refitted with K = 1 … this, lowest BIC wins.
+        error_every: every this many steps, label the current frame for a true-error sample
+            (diagnostic only, never trained on; 0 turns it off).
+        trace_every: log the uncertainty every this many steps.
+        checkpoint_every: write a resumable checkpoint every this many steps (and after every
+            retrain).
+        broken_min_distance / broken_max_neighbour_distance: a frame with two atoms closer than
+            the first (Å), or an atom whose nearest neighbour is farther than the second (a
+            fragment flew off), restarts the MD from the start structure with fresh velocities.
+        test_splits: 3BPA@xTB test sets of the final evaluation.
+        n_test: structures per test split (a seeded draw; ``None``: all).
+        max_wall_s: stop (resumably) after this wall time; ``None``: no limit.
+    """
+
+    seed: int = 0
+    trigger: str = "gmm"
+    n_initial: int = 20
+    initial_split: str = "train_300K"
+    data_root: str | None = None
+    labels: str = "oracle"
+    oracle: dict = dataclasses.field(default_factory=dict)
+    temperature_K: float = 600.0
+    timestep_fs: float = 1.0
+    friction_per_fs: float = 0.02
+    n_steps: int = 2000
+    skin: float = 0.5
+    threshold_percentile: float = 100.0
+    min_steps_between_calls: int = 20
+    max_oracle_calls: int = 30
+    random_calls: int = 10
+    n_members: int = 4
+    model: dict = dataclasses.field(default_factory=dict)
+    optim: dict = dataclasses.field(default_factory=dict)
+    retrain_epochs: int = 10
+    retrain_learning_rate: float = 0.002
+    retrain_batch_size: int = 5
+    gmm_max_components: int = 8
+    error_every: int = 100
+    trace_every: int = 1
+    checkpoint_every: int = 250
+    broken_min_distance: float = 0.6
+    broken_max_neighbour_distance: float = 3.0
+    test_splits: tuple[str, ...] = ("test_300K", "test_600K", "test_1200K")
+    n_test: int | None = 100
+    max_wall_s: float | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "test_splits", tuple(self.test_splits))
+        problems = []
+        if self.trigger not in TRIGGERS:
+            problems.append(f"trigger={self.trigger!r} must be one of {TRIGGERS}")
+        if self.labels not in ("oracle", "files"):
+            problems.append(f"labels={self.labels!r} must be 'oracle' or 'files'")
+        if self.labels == "files" and self.data_root is None:
+            problems.append("labels='files' needs data_root (a 3BPA@xTB folder)")
+        if not 0.0 <= self.threshold_percentile <= 100.0:
+            problems.append(f"threshold_percentile={self.threshold_percentile} not in [0, 100]")
+        for name in ("n_initial", "n_steps", "retrain_batch_size", "gmm_max_components"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name}={getattr(self, name)} must be at least 1")
+        if self.trigger == "ensemble" and self.n_members < 2:
+            problems.append(f"n_members={self.n_members}: an ensemble needs at least 2")
+        if self.timestep_fs <= 0 or self.temperature_K < 0 or self.friction_per_fs < 0:
+            problems.append("timestep_fs must be > 0, temperature_K and friction_per_fs >= 0")
+        if problems:
+            raise ValueError("invalid OTFConfig: " + "; ".join(problems) + ".")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["test_splits"] = list(self.test_splits)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> OTFConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise ValueError(f"unknown OTF config keys {unknown}; valid keys: {sorted(names)}.")
+        return cls(**raw)
+
+    def replace(self, **changes: Any) -> OTFConfig:
+        return dataclasses.replace(self, **changes)
+
+
+#: A CPU-sized model: f = 8, l <= 1, 3 layers (Zhu et al. use f = 16/32; this one keeps a whole
+#: three-run comparison within an hour on a busy 2-core CPU).
+_CPU_MODEL = {
+    "num_features": 8,
+    "lmax": 1,
+    "num_layers": 3,
+    "r_max": 4.0,
+    "num_basis": 8,
+    "radial_mlp_depth": 1,
+    "radial_mlp_width": 32,
+    "dtype": "float32",
+}
+
+PRESETS: dict[str, dict] = {
+    "cpu": {
+        "n_initial": 20,
+        "n_steps": 1500,
+        "max_oracle_calls": 15,
+        "model": _CPU_MODEL,
+        "optim": {
+            "optimizer": "amsgrad",
+            "learning_rate": 0.01,
+            "batch_size": 5,
+            "eval_batch_size": 20,
+            "max_epochs": 120,
+            "plateau_patience": 20,
+        },
+        "retrain_epochs": 5,
+        "n_test": 100,
+    },
+    "tiny": {
+        "n_initial": 6,
+        "n_steps": 40,
+        "min_steps_between_calls": 5,
+        "max_oracle_calls": 3,
+        "random_calls": 2,
+        "n_members": 2,
+        "model": {
+            "num_features": 4,
+            "lmax": 1,
+            "num_layers": 2,
+            "r_max": 4.0,
+            "num_basis": 4,
+            "radial_mlp_depth": 1,
+            "radial_mlp_width": 8,
+        },
+        "optim": {
+            "optimizer": "adam",
+            "learning_rate": 0.01,
+            "batch_size": 3,
+            "eval_batch_size": 6,
+            "max_epochs": 3,
+        },
+        "retrain_epochs": 2,
+        "gmm_max_components": 2,
+        "error_every": 20,
+        "checkpoint_every": 10,
+        "n_test": 4,
+        "test_splits": ["test_300K", "test_600K"],
+    },
+}
+
+
+def load_otf_config(path_or_preset: str | os.PathLike, overrides: list[str] = ()) -> OTFConfig:
+    """Read an OTF config: a YAML file, or a preset name (``cpu``, ``tiny``) with optional
+    ``key=value`` overrides (values parsed as YAML, e.g. ``trigger=ensemble``).
+
+    Raises:
+        FileNotFoundError: neither a file nor a preset of that name (lists the presets).
+        ValueError: unknown keys or invalid values.
+    """
+    path = Path(path_or_preset)
+    if path.is_file():
+        raw = yaml.safe_load(path.read_text()) or {}
+        if "preset" in raw:
+            base = dict(PRESETS[raw.pop("preset")])
+            base.update(raw)
+            raw = base
+    elif str(path_or_preset) in PRESETS:
+        raw = dict(PRESETS[str(path_or_preset)])
+    else:
+        raise FileNotFoundError(
+            f"{path_or_preset}: no such OTF config file or preset; presets: {sorted(PRESETS)}."
+        )
+    return OTFConfig.from_dict(apply_overrides(raw, list(overrides)))

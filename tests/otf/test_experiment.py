@@ -1,0 +1,81 @@
+"""End to end (slow): ``python -m experiments.otf --preset tiny``, the calibration experiment on
+its models and the ``nequip-jax otf`` command.
+
+Oracles: the random baseline draws exactly as many labelling steps as the GMM run made calls;
+the summaries agree with the event logs; coverages, bounds, miscalibration areas and curves are
+in their mathematical ranges (a monotone curve, an area in [0, 0.5]); a finished run is not
+repeated by the command line.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from nequip_jax.otf import read_events
+
+pytest.importorskip("tblite")
+pytest.importorskip("matplotlib")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_otf(tmp_path_factory):
+    from experiments.otf.run import run
+
+    workdir = tmp_path_factory.mktemp("otf-tiny")
+    return workdir, run("tiny", workdir, verbose=False)
+
+
+def test_tiny_comparison(tiny_otf):
+    workdir, results = tiny_otf
+    runs = results["runs"]
+    assert set(runs) == {"gmm", "ensemble", "random"}
+    assert runs["random"]["n_oracle_calls"] <= runs["gmm"]["n_oracle_calls"]
+    for name, summary in runs.items():
+        assert summary["done"]
+        events = read_events(workdir / name / "events.jsonl")
+        assert summary["n_oracle_calls"] == sum(e["event"] == "oracle" for e in events)
+        assert summary["n_resets"] == sum(e["event"] == "reset" for e in events)
+        assert set(summary["errors"]["final"]) == {"test_300K", "test_600K"}
+        assert (workdir / f"trace_{name}.png").stat().st_size > 0
+    # Same number of labels, unless a random step fell on a restarted frame.
+    resets_at_random = {
+        e["step"] for e in read_events(workdir / "random" / "events.jsonl", "reset")
+    }
+    drawn = json.loads((workdir / "random" / "state.json").read_text())["random_steps"]
+    assert len(drawn) == runs["gmm"]["n_oracle_calls"]
+    assert runs["random"]["n_oracle_calls"] == len([s for s in drawn if s not in resets_at_random])
+    assert "## On-the-fly" in (workdir / "results.md").read_text()
+    assert (workdir / "errors.png").stat().st_size > 0
+
+
+def test_calibration_on_the_tiny_models(tiny_otf, tmp_path):
+    from experiments.calibration.run import CalibrationConfig, run
+
+    workdir, _ = tiny_otf
+    report = run(CalibrationConfig(str(workdir), n_calibration=20, alpha=0.1), tmp_path)
+    methods = {(r["method"], r["calibrator"]) for r in report["rows"]}
+    assert {("gmm", "isotonic"), ("ensemble", "direct"), ("llpr", "isotonic")} <= methods
+    for row in report["rows"]:
+        for r in row["splits"].values():
+            assert 0.0 <= r["coverage"] <= 1.0 and r["mean_upper"] > 0
+            assert 0.0 <= r["miscalibration_area"] <= 0.5
+            assert np.all(np.diff(r["curve"]["observed"]) >= 0)
+    assert report["llpr"]["alpha2"] > 0
+    assert (tmp_path / "calibration.md").read_text().count("|") > 10
+    assert (tmp_path / "coverage.png").stat().st_size > 0
+
+
+def test_cli_otf_runs_and_resumes(tmp_path, capsys):
+    from nequip_jax.cli import main
+
+    args = ["otf", "tiny", "--workdir", str(tmp_path / "run"), "--cache", str(tmp_path / "c")]
+    args += ["--set", "n_steps=6", "--set", "trigger=random", "--set", "random_calls=1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| random |" in out and (tmp_path / "run" / "trace.png").is_file()
+    # A finished run is not repeated: the second call only reports.
+    before = (tmp_path / "run" / "events.jsonl").read_text()
+    assert main(args) == 0
+    assert (tmp_path / "run" / "events.jsonl").read_text() == before
