@@ -27,7 +27,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -64,6 +64,7 @@ __all__ = [
     "aggregate_seeds",
     "compare_to_spread",
     "add_common_arguments",
+    "experiment_main",
     "seeds_from_args",
     "enable_compilation_cache",
     "hardware_note",
@@ -641,6 +642,58 @@ def add_common_arguments(parser: argparse.ArgumentParser, presets: Sequence[str]
         "--models", default=None, help="cache of trained models (default runs/models)"
     )
     parser.add_argument("--verbose", action="store_true", help="training progress")
+
+
+def experiment_main(
+    name: str,
+    doc: str | None,
+    presets: Mapping[str, Any],
+    run: Callable[..., Any],
+    argv: Sequence[str] | None = None,
+    *,
+    trains_models: bool = True,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    extra_options: Callable[[argparse.Namespace, Path, str], dict] | None = None,
+) -> None:
+    """Command line of one experiment (``python -m experiments.<name>``).
+
+    Parses the common arguments (:func:`add_common_arguments`) and calls ``run(config, workdir,
+    seeds=..., data=..., root=..., [models_dir=..., verbose=...], **extra)`` with the outputs in
+    ``runs/<name>/<preset>-<data>`` unless ``--workdir`` is given.
+
+    Args:
+        name: the experiment's package below ``experiments``.
+        doc: the usage text (the ``__main__`` module's docstring).
+        presets: preset name → config (each with a ``seeds`` and a ``data`` attribute).
+        run: the experiment's ``run`` function.
+        argv: arguments (``None``: ``sys.argv[1:]``).
+        trains_models: pass ``models_dir`` (``--models``, default ``runs/models/<preset>``) and
+            ``verbose``.
+        add_arguments: adds the experiment's own arguments to the parser.
+        extra_options: ``(args, runs_folder, "<preset>-<data>") -> dict`` of further keyword
+            arguments of ``run``.
+    """
+    parser = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=doc)
+    add_common_arguments(parser, presets)
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    config = presets[args.preset]
+    data = args.data or config.data
+    runs = REPO_ROOT / "runs"
+    enable_compilation_cache(runs / ".xla_cache")
+    tag = f"{args.preset}-{data}"
+    options: dict[str, Any] = {
+        "seeds": seeds_from_args(args, config.seeds),
+        "data": data,
+        "root": data_root(data, args.data_root),
+    }
+    if trains_models:
+        options["models_dir"] = Path(args.models or runs / "models" / args.preset)
+        options["verbose"] = args.verbose
+    if extra_options is not None:
+        options.update(extra_options(args, runs, tag))
+    run(config, Path(args.workdir or runs / name / tag), **options)
 
 
 def seeds_from_args(args: argparse.Namespace, default: Sequence[int]) -> tuple[int, ...]:

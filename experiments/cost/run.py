@@ -37,7 +37,7 @@ from experiments.common.pipeline import (
     run_config,
 )
 from experiments.cost.analysis import epoch_times, ratio, split_compile
-from experiments.fig2_uncertainty.run import subsample
+from experiments.fig2_uncertainty.run import TINY_METHODS, subsample
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
 from nequip_jax.model import Potential
@@ -89,22 +89,7 @@ PRESETS: dict[str, CostConfig] = {
         epochs=3,
     ),
     "tiny": CostConfig(
-        methods=MethodsConfig(
-            base="cpu",
-            model={
-                "feature_dim": None,
-                "num_layers": 2,
-                "num_basis": 4,
-                "radial_mlp_depth": 1,
-                "radial_mlp_width": 8,
-            },
-            optim={"batch_size": 2, "eval_batch_size": 8},
-            n_traditional=2,
-            n_diverse_traditional=1,
-            diverse_variants=({"model": {"num_layers": 1}},),
-            max_components=3,
-            gmm_max_iter=20,
-        ),
+        methods=dataclasses.replace(TINY_METHODS, optim={"batch_size": 2, "eval_batch_size": 8}),
         num_features=4,
         n_train=12,
         epochs=1,

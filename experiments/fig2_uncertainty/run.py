@@ -45,7 +45,16 @@ from nequip_jax.data import StandInWarning, paper_split
 from nequip_jax.train.loop import member_keys
 from nequip_jax.uncertainty.ensemble import DIVERSE_VARIANTS
 
-__all__ = ["Combo", "UQConfig", "PRESETS", "train_and_predict", "run", "test_sets"]
+__all__ = [
+    "Combo",
+    "UQConfig",
+    "CPU_METHODS",
+    "TINY_METHODS",
+    "PRESETS",
+    "train_and_predict",
+    "run",
+    "test_sets",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +109,25 @@ CPU_METHODS = MethodsConfig(
     max_components=20,
 )
 
+#: Seconds per network: the end-to-end tests' configuration (also used by Figs. 3–5 and the cost
+#: table).
+TINY_METHODS = MethodsConfig(
+    base="cpu",
+    model={
+        "feature_dim": None,
+        "num_layers": 2,
+        "num_basis": 4,
+        "radial_mlp_depth": 1,
+        "radial_mlp_width": 8,
+    },
+    optim={"max_epochs": 2, "batch_size": 2, "eval_batch_size": 8, "max_time_s": None},
+    n_traditional=2,
+    n_diverse_traditional=1,
+    diverse_variants=({"model": {"num_layers": 1}},),
+    max_components=3,
+    gmm_max_iter=20,
+)
+
 PRESETS: dict[str, UQConfig] = {
     # The paper: f = 16 and 32, 50 and 100 structures, 300 K and mixed; 10 + (3 + 7) networks.
     "paper": UQConfig(
@@ -125,22 +153,7 @@ PRESETS: dict[str, UQConfig] = {
     ),
     # Seconds per run: for the end-to-end test.
     "tiny": UQConfig(
-        methods=MethodsConfig(
-            base="cpu",
-            model={
-                "feature_dim": None,
-                "num_layers": 2,
-                "num_basis": 4,
-                "radial_mlp_depth": 1,
-                "radial_mlp_width": 8,
-            },
-            optim={"max_epochs": 2, "batch_size": 2, "eval_batch_size": 8, "max_time_s": None},
-            n_traditional=2,
-            n_diverse_traditional=1,
-            diverse_variants=({"model": {"num_layers": 1}},),
-            max_components=3,
-            gmm_max_iter=20,
-        ),
+        methods=TINY_METHODS,
         combos=(Combo("300K", 12, 4),),
         seeds=(0, 1),
         max_test_frames=6,

@@ -30,7 +30,7 @@ from experiments.common.pipeline import (
     training_summary,
 )
 from experiments.common.plots import landscapes
-from experiments.fig2_uncertainty.run import CPU_METHODS, Combo, subsample
+from experiments.fig2_uncertainty.run import CPU_METHODS, TINY_METHODS, Combo, subsample
 from experiments.fig4_landscapes.analysis import compare_landscapes, landscape_values
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
@@ -78,22 +78,7 @@ PRESETS: dict[str, LandscapeConfig] = {
     # Same training as the cpu preset of Fig. 2 (f = 16, 4 + (2 + 2) networks, 40 epochs).
     "cpu": LandscapeConfig(methods=CPU_METHODS, combo=Combo("300K", 100, 16)),
     "tiny": LandscapeConfig(
-        methods=MethodsConfig(
-            base="cpu",
-            model={
-                "feature_dim": None,
-                "num_layers": 2,
-                "num_basis": 4,
-                "radial_mlp_depth": 1,
-                "radial_mlp_width": 8,
-            },
-            optim={"max_epochs": 2, "batch_size": 2, "eval_batch_size": 8, "max_time_s": None},
-            n_traditional=2,
-            n_diverse_traditional=1,
-            diverse_variants=({"model": {"num_layers": 1}},),
-            max_components=3,
-            gmm_max_iter=20,
-        ),
+        methods=TINY_METHODS,
         combo=Combo("300K", 12, 4),
         seeds=(0, 1),
         max_scan_frames=12,

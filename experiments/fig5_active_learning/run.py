@@ -32,7 +32,7 @@ from experiments.common.pipeline import (
     train_methods,
 )
 from experiments.common.plots import error_distributions
-from experiments.fig2_uncertainty.run import CPU_METHODS, subsample
+from experiments.fig2_uncertainty.run import CPU_METHODS, TINY_METHODS, subsample
 from experiments.fig4_landscapes.run import scan_split
 from experiments.fig5_active_learning.analysis import (
     TABLE_METRICS,
@@ -121,22 +121,7 @@ PRESETS: dict[str, ALConfig] = {
         max_scan_frames=200,
     ),
     "tiny": ALConfig(
-        methods=MethodsConfig(
-            base="cpu",
-            model={
-                "feature_dim": None,
-                "num_layers": 2,
-                "num_basis": 4,
-                "radial_mlp_depth": 1,
-                "radial_mlp_width": 8,
-            },
-            optim={"max_epochs": 2, "batch_size": 2, "eval_batch_size": 8, "max_time_s": None},
-            n_traditional=2,
-            n_diverse_traditional=1,
-            diverse_variants=({"model": {"num_layers": 1}},),
-            max_components=3,
-            gmm_max_iter=20,
-        ),
+        methods=TINY_METHODS,
         num_features=4,
         n_train=12,
         n_add=4,
