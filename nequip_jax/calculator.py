@@ -224,9 +224,17 @@ def compiled_potential_fn(config: NequIPConfig) -> Callable:
 
 @functools.lru_cache(maxsize=32)
 def compiled_ensemble_fn(config: NequIPConfig) -> Callable:
-    """Jitted ``(stacked params, graph) -> outputs with a leading member axis``."""
+    """Jitted ``(stacked params, graph, radial=None) -> outputs with a leading member axis``.
+
+    ``radial`` is the group's per-member :class:`nequip_jax.model.RadialSettings` (``None`` when
+    ``config`` describes every member); the graph is built with ``config.r_max``, the largest.
+    """
     _, predict = make_model_fns(config)
-    return jax.jit(_counted(jax.vmap(predict, in_axes=(0, None)), ("ensemble", config)))
+
+    def run(params, graph, radial=None):
+        return jax.vmap(lambda p, r: predict(p, graph, radial=r))(params, radial)
+
+    return jax.jit(_counted(run, ("ensemble", config)))
 
 
 class _Backend:
@@ -271,7 +279,7 @@ class _EnsembleBackend(_Backend):
     def evaluate(self, graph, n_atoms):
         energy, forces, energies = {}, {}, {}
         for group, fn in zip(self.ensemble.groups, self._fns, strict=True):
-            out = jax.device_get(fn(group.params, graph))
+            out = jax.device_get(fn(group.params, graph, group.radial))
             for j, member in enumerate(group.members):
                 energy[member] = float(out["energy"][j, 0])
                 forces[member] = np.asarray(out["forces"][j, :n_atoms], np.float64)

@@ -7,7 +7,9 @@ The methods (Sec. II of the paper):
 - ``traditional``: an ensemble of J models differing only in initial weights and batch order;
   per-atom uncertainty σ, Eq. (4); force = member mean, Eq. (1).
 - ``diverse``: the first ``n_diverse_traditional`` traditional members plus one model per
-  hyperparameter variant (the paper: 3 + 7).
+  hyperparameter variant (the paper: 3 + 7). Variants that keep the parameter shapes (other
+  ``r_max``, ``cutoff_p``, learning rate or loss weights) are trained together as one vmapped
+  piece (:func:`nequip_jax.uncertainty.ensemble.group_members`).
 
 The single model of the GMM is traditional member 0 (same seed, same training), so the three
 methods share their networks the way the paper describes the diverse ensemble ("three networks
@@ -40,7 +42,7 @@ from nequip_jax.data import SPLITS, DataError, search_folders
 from nequip_jax.model import Potential
 from nequip_jax.train import RunConfig, load_config
 from nequip_jax.train.loop import train_group
-from nequip_jax.uncertainty.ensemble import Ensemble, EnsembleGroup
+from nequip_jax.uncertainty.ensemble import Ensemble, EnsembleGroup, group_members
 from nequip_jax.uncertainty.gmm_head import fit_gmm_uncertainty
 from nequip_jax.uncertainty.metrics import aggregate_nll, aggregate_sigma, force_error_per_atom
 
@@ -279,7 +281,8 @@ def _train_piece(
     recipe: dict,
     verbose: bool,
 ) -> tuple[EnsembleGroup, dict]:
-    """Train (or load) one vmapped group of same-shaped members."""
+    """Train (or load) one vmapped group of same-shaped members (which may differ in their
+    cutoff settings, see :func:`nequip_jax.train.loop.train_group`)."""
     done = folder / "piece.json"
     if done.is_file() and (folder / "ensemble").is_dir():
         info = json.loads(done.read_text())
@@ -289,7 +292,13 @@ def _train_piece(
     start = time.perf_counter()
     result = train_group(configs, members, folder / "train", data=data, verbose=verbose)
     seconds = time.perf_counter() - start
-    group = EnsembleGroup(result.prep.model_config, result.params, members, result.prep.species)
+    group = EnsembleGroup(
+        result.prep.model_config,
+        result.params,
+        members,
+        result.prep.species,
+        result.prep.radial,
+    )
     Ensemble(groups=[group], species=result.prep.species).save(folder / "ensemble")
     info = {
         "folder": folder.name,
@@ -305,8 +314,7 @@ def _train_piece(
 
 
 def _slice_group(group: EnsembleGroup, n: int) -> EnsembleGroup:
-    params = jax.tree.map(lambda x: np.asarray(x)[:n], group.params)
-    return EnsembleGroup(group.config, params, list(group.members[:n]), group.species)
+    return group.take(range(min(n, len(group.members))))
 
 
 def _members_needed(mc: MethodsConfig, methods: Sequence[str]) -> int:
@@ -368,20 +376,34 @@ def train_methods(
     if "diverse" in methods:
         groups = [_slice_group(trad, mc.n_diverse_traditional)]
         info["variants"] = []
-        for i, variant in enumerate(mc.diverse_variants):
-            member = 100 + i  # keys distinct from every traditional member
-            config = run_config(mc, seed=seed, variant=variant, n_members=1)
-            recipe = {"config": config.to_dict(), "members": [member], "data": data_hash}
+        variants = mc.diverse_variants
+        alone = [run_config(mc, seed=seed, variant=v, n_members=1) for v in variants]
+        # Variants of equal shape (e.g. other r_max or learning rate) train as one vmapped piece.
+        for indices in group_members(alone):
+            members = [100 + i for i in indices]  # keys distinct from every traditional member
+            configs = [
+                run_config(mc, seed=seed, variant=variants[i], n_members=len(indices))
+                for i in indices
+            ]
+            if len(indices) == 1:  # the recipe of a single variant (earlier caches stay valid)
+                recipe = {"config": configs[0].to_dict(), "members": members, "data": data_hash}
+            else:
+                recipe = {
+                    "configs": [c.to_dict() for c in configs],
+                    "members": members,
+                    "data": data_hash,
+                }
+            name = "variant" + "-".join(str(i) for i in indices)
             group, piece = _train_piece(
-                [config],
-                [member],
-                models_dir / f"variant{i}-{_digest(recipe)}",
+                configs,
+                members,
+                models_dir / f"{name}-{_digest(recipe)}",
                 data,
                 recipe,
                 verbose,
             )
             groups.append(group)
-            info["variants"].append({**piece, "variant": dict(variant)})
+            info["variants"].append({**piece, "variants": [dict(variants[i]) for i in indices]})
         diverse = Ensemble(groups, trad.species)
     if "gmm" in methods:
         single, info["gmm"] = _fit_gmm(mc, seed, trad, data, models_dir, data_hash)

@@ -15,6 +15,7 @@ from nequip_jax.model._irreps import (
     layer_irreps,
 )
 from nequip_jax.model._nequip import NequIP, model_layers
+from nequip_jax.model._per_member import RADIAL_FIELDS, RadialSettings, group_radial
 from nequip_jax.model._predict import (
     compiler_options,
     edge_vectors,
@@ -37,6 +38,8 @@ __all__ = [
     "LayerIrreps",
     "NequIP",
     "NequIPConfig",
+    "RADIAL_FIELDS",
+    "RadialSettings",
     "SpeciesLinear",
     "convolution",
     "auto_chunk_size",
@@ -50,6 +53,7 @@ __all__ = [
     "energy_forces_features",
     "gate",
     "group_columns",
+    "group_radial",
     "hidden_irreps",
     "init_params",
     "layer_irreps",

@@ -171,6 +171,7 @@ class InteractionBlock(nn.Module):
         senders: jnp.ndarray,
         receivers: jnp.ndarray,
         species_onehot: jnp.ndarray,
+        avg_num_neighbors: jnp.ndarray | None = None,
     ) -> e3nn.IrrepsArray:
         """Update node features.
 
@@ -180,6 +181,9 @@ class InteractionBlock(nn.Module):
             embedding: [n_edge, num_basis] radial embedding (zero on padding edges).
             senders, receivers: [n_edge] node indices (message sender → receiver).
             species_onehot: [n_node, num_species].
+            avg_num_neighbors: a traced scalar replacing the attribute (a per-member value of a
+                vmapped group, see :class:`nequip_jax.model.RadialSettings`); ``None`` uses the
+                attribute.
 
         Returns:
             [n_node, layer.outputs] new node features.
@@ -224,7 +228,10 @@ class InteractionBlock(nn.Module):
             w = self.param(
                 f"linear_2_{index}_{ir}", nn.initializers.normal(1.0), (m, mul_out), dtype
             )
-            norm = 1.0 / math.sqrt(m * self.avg_num_neighbors)
+            if avg_num_neighbors is None:
+                norm = 1.0 / math.sqrt(m * self.avg_num_neighbors)
+            else:
+                norm = 1.0 / jnp.sqrt(m * jnp.asarray(avg_num_neighbors, dtype))
             chunks.append(jnp.einsum("ndm,mv->nvd", messages, w * norm))
         conv = e3nn.from_chunks(self.layer.conv_out, chunks, (x.shape[0],), dtype)
         out = gate(conv + self_connection, self.layer)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from nequip_jax.model._blocks import LINEAR_NORMALISATION, InteractionBlock
 from nequip_jax.model._config import NequIPConfig
 from nequip_jax.model._irreps import LayerIrreps, layer_irreps
+from nequip_jax.model._per_member import RadialSettings
 from nequip_jax.model._radial import bessel_frequencies, radial_embedding
 
 __all__ = ["NequIP", "model_layers", "check_dtype"]
@@ -78,6 +79,7 @@ class NequIP(nn.Module):
         receivers: jnp.ndarray,
         edge_mask: jnp.ndarray,
         node_mask: jnp.ndarray,
+        radial: RadialSettings | None = None,
     ) -> tuple[jnp.ndarray, jnp.ndarray]:
         """Per-atom energies and final scalar features.
 
@@ -87,6 +89,9 @@ class NequIP(nn.Module):
             senders, receivers: [n_edge] int node indices (message from sender to receiver).
             edge_mask: [n_edge] bool, real edges.
             node_mask: [n_node] bool, real atoms.
+            radial: scalar ``r_max``, ``cutoff_p`` and ``avg_num_neighbors`` replacing the
+                config's (one member of a vmapped group with per-member cutoffs); ``None``
+                uses the config. Edges longer than this ``r_max`` contribute nothing.
 
         Returns:
             ``node_energy`` [n_node] (eV; zero on padding atoms) and ``features``
@@ -106,6 +111,18 @@ class NequIP(nn.Module):
                 "[n_edge]."
             )
         edge_vectors = edge_vectors.astype(dtype)
+        if radial is None:
+            r_max, cutoff_p, avg_num_neighbors = cfg.r_max, cfg.cutoff_p, None
+        else:
+            shapes = [jnp.shape(v) for v in radial]
+            if any(shape != () for shape in shapes):
+                raise ValueError(
+                    f"radial settings must be scalars for one model, got shapes {shapes}; "
+                    "jax.vmap over the member axis of a group's RadialSettings."
+                )
+            r_max = jnp.asarray(radial.r_max, dtype)
+            cutoff_p = jnp.asarray(radial.cutoff_p, jnp.int32)
+            avg_num_neighbors = jnp.asarray(radial.avg_num_neighbors, dtype)
 
         # Edge attributes: spherical harmonics of the direction and the radial embedding.
         lengths2 = jnp.sum(edge_vectors**2, axis=-1)
@@ -117,10 +134,10 @@ class NequIP(nn.Module):
             normalize=True,
             normalization="component",
         ).array
-        frequencies = jnp.asarray(bessel_frequencies(cfg.num_basis, cfg.r_max), dtype)
+        frequencies = jnp.asarray(bessel_frequencies(cfg.num_basis, r_max), dtype)
         if cfg.trainable_basis:
             frequencies = self.param("bessel_frequencies", lambda _: frequencies)
-        embedding = radial_embedding(lengths, edge_mask, frequencies, cfg.r_max, cfg.cutoff_p)
+        embedding = radial_embedding(lengths, edge_mask, frequencies, r_max, cutoff_p)
 
         # Species embedding (one-hot → linear, i.e. a row of a table).
         onehot = jax.nn.one_hot(species, cfg.num_species, dtype=dtype)
@@ -143,7 +160,7 @@ class NequIP(nn.Module):
                 residual=cfg.residual,
                 edge_chunk_size=cfg.edge_chunk_size,
                 name=f"layer_{index}",
-            )(x, sh, embedding, senders, receivers, onehot)
+            )(x, sh, embedding, senders, receivers, onehot, avg_num_neighbors)
 
         scalars = x.filter(keep="0e")
         projected = e3nn.flax.Linear(

@@ -16,6 +16,7 @@ import jraph
 
 from nequip_jax.model._config import NequIPConfig
 from nequip_jax.model._nequip import NequIP, check_dtype
+from nequip_jax.model._per_member import RadialSettings
 from nequip_jax.model._radial import bessel_frequencies
 
 __all__ = [
@@ -54,7 +55,13 @@ def edge_vectors(positions: jnp.ndarray, graph: jraph.GraphsTuple) -> jnp.ndarra
     return positions[graph.senders] - positions[graph.receivers] + graph.edges["shifts"]
 
 
-def _apply(model: NequIP, params: Any, positions: jnp.ndarray, graph: jraph.GraphsTuple):
+def _apply(
+    model: NequIP,
+    params: Any,
+    positions: jnp.ndarray,
+    graph: jraph.GraphsTuple,
+    radial: RadialSettings | None,
+):
     return model.apply(
         params,
         edge_vectors(positions, graph),
@@ -63,6 +70,7 @@ def _apply(model: NequIP, params: Any, positions: jnp.ndarray, graph: jraph.Grap
         graph.receivers,
         graph.edges["mask"],
         graph.nodes["mask"],
+        radial,
     )
 
 
@@ -129,7 +137,10 @@ def _leaf_name(path) -> str:
 
 
 def energy_forces_features(
-    model: NequIP, params: Any, graph: jraph.GraphsTuple
+    model: NequIP,
+    params: Any,
+    graph: jraph.GraphsTuple,
+    radial: RadialSettings | None = None,
 ) -> dict[str, jnp.ndarray]:
     """Total energies, forces, per-atom energies and final scalar features of a padded batch.
 
@@ -137,6 +148,9 @@ def energy_forces_features(
         model: the module (its config fixes the dtype).
         params: its parameters.
         graph: a padded batch from :meth:`nequip_jax.data.GraphDataset.batch`.
+        radial: scalar per-member ``r_max``, ``cutoff_p`` and ``avg_num_neighbors`` replacing
+            the config's (see :class:`nequip_jax.model.RadialSettings`); the graph must have
+            been built with a cutoff at least this ``r_max``. ``None`` uses the config.
 
     Returns:
         ``energy`` [n_graph] (eV), ``forces`` [n_node, 3] (eV/Å), ``node_energy`` [n_node] (eV),
@@ -150,7 +164,7 @@ def energy_forces_features(
     n_graph = graph.n_node.shape[0]
 
     def total_energy(pos):
-        node_energy, features = _apply(model, params, pos, graph)
+        node_energy, features = _apply(model, params, pos, graph, radial)
         # Padding atoms already give 0, so the sum is that of the real graphs' energies.
         return jnp.sum(node_energy), (node_energy, features)
 
@@ -168,16 +182,19 @@ def energy_forces_features(
 
 def make_predict_fn(
     config: NequIPConfig,
-) -> Callable[[Any, jraph.GraphsTuple], dict[str, jnp.ndarray]]:
-    """Jitted ``predict(params, graph) -> energy_forces_features(NequIP(config), params, graph)``.
+) -> Callable[..., dict[str, jnp.ndarray]]:
+    """Jitted ``predict(params, graph, radial=None) -> energy_forces_features(NequIP(config),
+    params, graph, radial)``.
 
     Compiles once per padded batch shape (use one :class:`nequip_jax.data.PaddingBudget`), with
     :func:`compiler_options`.
     """
     model = NequIP(config)
 
-    def predict(params: Any, graph: jraph.GraphsTuple) -> dict[str, jnp.ndarray]:
-        return energy_forces_features(model, params, graph)
+    def predict(
+        params: Any, graph: jraph.GraphsTuple, radial: RadialSettings | None = None
+    ) -> dict[str, jnp.ndarray]:
+        return energy_forces_features(model, params, graph, radial)
 
     return jax.jit(predict, compiler_options=compiler_options())
 
@@ -186,11 +203,14 @@ def make_model_fns(
     config: NequIPConfig,
 ) -> tuple[
     Callable[..., Any],
-    Callable[[Any, jraph.GraphsTuple], dict[str, jnp.ndarray]],
+    Callable[..., dict[str, jnp.ndarray]],
 ]:
     """Pure (unjitted) ``init(key, graph) -> params`` and
-    ``predict(params, graph) -> energy_forces_features(...)`` of ``NequIP(config)``.
+    ``predict(params, graph, radial=None) -> energy_forces_features(...)`` of ``NequIP(config)``.
 
+    ``radial`` (a :class:`nequip_jax.model.RadialSettings` of scalars) replaces the config's
+    ``r_max``, ``cutoff_p`` and ``avg_num_neighbors``: ``jax.vmap(predict, in_axes=(0, None, 0))``
+    evaluates a group whose members differ in them on one graph built with the largest cutoff.
     Jit them (or a function that calls them) with ``compiler_options=compiler_options()``.
     """
     model = NequIP(config)
@@ -198,7 +218,9 @@ def make_model_fns(
     def init(key: jax.Array, graph: jraph.GraphsTuple) -> Any:
         return init_params(config, graph, key=key)
 
-    def predict(params: Any, graph: jraph.GraphsTuple) -> dict[str, jnp.ndarray]:
-        return energy_forces_features(model, params, graph)
+    def predict(
+        params: Any, graph: jraph.GraphsTuple, radial: RadialSettings | None = None
+    ) -> dict[str, jnp.ndarray]:
+        return energy_forces_features(model, params, graph, radial)
 
     return init, predict

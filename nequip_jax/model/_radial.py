@@ -23,19 +23,25 @@ __all__ = [
 ]
 
 
-def bessel_frequencies(num_basis: int, r_max: float) -> np.ndarray:
-    """[num_basis] initial Bessel frequencies ``n π / r_max`` for n = 1 … num_basis."""
+def bessel_frequencies(num_basis: int, r_max: float | jnp.ndarray) -> np.ndarray | jnp.ndarray:
+    """[num_basis] initial Bessel frequencies ``n π / r_max`` for n = 1 … num_basis.
+
+    ``r_max`` may be a traced scalar (a per-member cutoff, see
+    :class:`nequip_jax.model.RadialSettings`); the result is then a JAX array.
+    """
     return np.arange(1, num_basis + 1) * np.pi / r_max
 
 
-def bessel_basis(r: jnp.ndarray, frequencies: jnp.ndarray, r_max: float) -> jnp.ndarray:
+def bessel_basis(
+    r: jnp.ndarray, frequencies: jnp.ndarray, r_max: float | jnp.ndarray
+) -> jnp.ndarray:
     """Bessel radial basis ``B_n(r) = (2 / r_max) · sin(ω_n r) / r`` with ``ω_n = n π / r_max``.
 
     Args:
         r: [n_edge] edge lengths (Å), strictly positive (replace padding lengths by a safe
             value before calling).
         frequencies: [num_basis] ω_n (see :func:`bessel_frequencies`).
-        r_max: cutoff radius (Å).
+        r_max: cutoff radius (Å), a float or a traced scalar.
 
     Returns:
         [n_edge, num_basis].
@@ -43,27 +49,36 @@ def bessel_basis(r: jnp.ndarray, frequencies: jnp.ndarray, r_max: float) -> jnp.
     return (2.0 / r_max) * jnp.sin(r[:, None] * frequencies[None, :]) / r[:, None]
 
 
-def polynomial_cutoff(x: jnp.ndarray, p: int = 6) -> jnp.ndarray:
+def polynomial_cutoff(x: jnp.ndarray, p: int | jnp.ndarray = 6) -> jnp.ndarray:
     """Polynomial envelope ``u(x) = 1 − (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) − p(p+1)/2 x^(p+2)``
     for ``x = r / r_max < 1`` and 0 beyond (Klicpera et al. 2020; used by Batzner et al. 2022).
 
-    u(1) = u'(1) = u''(1) = 0, so energies and forces vanish smoothly at the cutoff.
+    u(1) = u'(1) = u''(1) = 0, so energies and forces vanish smoothly at the cutoff. The
+    polynomial itself does not vanish beyond x = 1, so it is masked there: an edge longer than
+    the cutoff (e.g. one kept for a member of a group with a larger cutoff) gives exactly 0,
+    with a zero (finite) gradient.
 
     Args:
         x: [...] reduced distances ``r / r_max`` (non-negative).
-        p: the exponent (NequIP: 6).
+        p: the exponent (NequIP: 6): a Python int, or a traced integer scalar (a per-member
+            setting; the integer power gives the same values as for the Python int).
 
     Returns:
         [...] envelope values in [0, 1].
     """
     inside = x < 1.0
     xs = jnp.where(inside, x, 0.0)  # the polynomial is evaluated only where it is used
+    if isinstance(p, (int, np.integer)):
+        c = p
+    else:  # traced: an integer power, and coefficients (small integers, exact) in x's dtype
+        p = jnp.asarray(p, jnp.int32)
+        c = p.astype(xs.dtype)
     xp = xs**p
     value = (
         1.0
-        - 0.5 * (p + 1.0) * (p + 2.0) * xp
-        + p * (p + 2.0) * xp * xs
-        - 0.5 * p * (p + 1.0) * xp * xs * xs
+        - 0.5 * (c + 1.0) * (c + 2.0) * xp
+        + c * (c + 2.0) * xp * xs
+        - 0.5 * c * (c + 1.0) * xp * xs * xs
     )
     return jnp.where(inside, value, 0.0)
 
@@ -72,8 +87,8 @@ def radial_embedding(
     lengths: jnp.ndarray,
     mask: jnp.ndarray,
     frequencies: jnp.ndarray,
-    r_max: float,
-    p: int,
+    r_max: float | jnp.ndarray,
+    p: int | jnp.ndarray,
 ) -> jnp.ndarray:
     """Bessel basis times the cutoff envelope, zero on padding edges and beyond ``r_max``.
 
@@ -81,8 +96,8 @@ def radial_embedding(
         lengths: [n_edge] edge lengths (Å); padding edges may have length 0.
         mask: [n_edge] bool, ``True`` for real edges.
         frequencies: [num_basis] Bessel frequencies.
-        r_max: cutoff radius (Å).
-        p: polynomial cutoff exponent.
+        r_max: cutoff radius (Å), a float or a traced scalar.
+        p: polynomial cutoff exponent, an int or a traced integer scalar.
 
     Returns:
         [n_edge, num_basis] the edge embedding fed to the radial MLP.

@@ -28,7 +28,7 @@ from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget
 from nequip_jax.model import Potential
 from nequip_jax.model.potential import run_batched
 from nequip_jax.otf.finetune import FineTuner, grow_budget
-from nequip_jax.uncertainty.ensemble import Ensemble, EnsembleGroup
+from nequip_jax.uncertainty.ensemble import Ensemble
 from nequip_jax.uncertainty.metrics import ensemble_mean_forces, ensemble_sigma
 
 __all__ = ["Surrogate", "fit_gmm_padded", "threshold_from_scores"]
@@ -110,6 +110,13 @@ class Surrogate:
                 f"{len(self.model.groups)} groups; train it with train_ensemble(n_members=J) and "
                 "no variants."
             )
+        if isinstance(self.model, Ensemble) and self.model.groups[0].radial is not None:
+            raise ValueError(
+                "an on-the-fly ensemble must be members of one configuration, but this group's "
+                "members have their own cutoff settings (r_max, cutoff_p or avg_num_neighbors), "
+                "which fine-tuning does not handle; train it with train_ensemble(n_members=J) "
+                "and no variants."
+            )
 
     # ------------------------------------------------------------------ properties
     @property
@@ -136,7 +143,7 @@ class Surrogate:
         """A copy with new parameters (same configuration; the GMM is dropped: refit it)."""
         if self.is_ensemble:
             group = self.model.groups[0]
-            new = EnsembleGroup(group.config, params, group.members, group.species)
+            new = dataclasses.replace(group, params=params)
             model = dataclasses.replace(self.model, groups=[new])
         else:
             model = dataclasses.replace(self.model, params=params, gmm=None)

@@ -16,9 +16,11 @@ same parameters as an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,7 +40,14 @@ from nequip_jax.data import (
     paper_split,
     read_structures,
 )
-from nequip_jax.model import NequIPConfig, Potential, make_model_fns
+from nequip_jax.model import (
+    RADIAL_FIELDS,
+    NequIPConfig,
+    Potential,
+    RadialSettings,
+    group_radial,
+    make_model_fns,
+)
 from nequip_jax.train.checkpoint import load_checkpoint, save_checkpoint
 from nequip_jax.train.config import RunConfig
 from nequip_jax.train.loss import ErrorSums, summarize
@@ -83,7 +92,12 @@ def load_training_data(
 
 
 class PreparedData(NamedTuple):
-    """Everything the loop needs that is derived from the data and the model hyperparameters."""
+    """Everything the loop needs that is derived from the data and the model hyperparameters.
+
+    ``model_config`` is the configuration of the group (that of its first member with the largest
+    ``r_max``, the cutoff of the graphs); ``member_configs`` has one configuration per member,
+    each with its own ``r_max``, ``cutoff_p`` and ``avg_num_neighbors``.
+    """
 
     model_config: NequIPConfig
     species: tuple[int, ...]
@@ -92,32 +106,59 @@ class PreparedData(NamedTuple):
     train_budget: PaddingBudget
     eval_budget: PaddingBudget
     statistics: dict
+    member_configs: tuple[NequIPConfig, ...]
+
+    @property
+    def radial(self) -> RadialSettings | None:
+        """[n_members] per-member cutoff settings, or ``None`` when the members share them."""
+        return group_radial(self.member_configs)
 
 
-def prepare(config: RunConfig, train_atoms, val_atoms) -> PreparedData:
-    """Build graphs, statistics and the model configuration for a run."""
-    model_raw = dict(config.model)
+def _model_r_max(config: RunConfig) -> float:
+    return float(config.model.get("r_max", NequIPConfig.r_max))
+
+
+def prepare(config: RunConfig | Sequence[RunConfig], train_atoms, val_atoms) -> PreparedData:
+    """Build graphs, statistics and the model configuration(s) for a run or a vmapped group.
+
+    With several configurations (the members of a group; see :func:`train_group`) the graphs are
+    built with the largest ``r_max`` of the members, and each member's ``avg_num_neighbors``
+    (unless its config sets one) is the mean neighbour count of the training set at its own
+    ``r_max`` — what a model trained alone with that configuration gets.
+    """
+    configs = [config] if isinstance(config, RunConfig) else list(config)
+    base = configs[0]
+    model_raw = dict(base.model)
     species = tuple(
         model_raw.pop("species", None)
         or sorted({int(z) for atoms in list(train_atoms) + list(val_atoms) for z in atoms.numbers})
     )
-    r_max = float(model_raw.get("r_max", NequIPConfig.r_max))
+    r_maxs = [_model_r_max(c) for c in configs]
+    r_max = max(r_maxs)
     train = GraphDataset(train_atoms, r_max, species, source="training set")
     val = GraphDataset(val_atoms, r_max, species, source="validation set") if val_atoms else None
     stats = compute_statistics(train)
-    model_raw.setdefault("avg_num_neighbors", stats.avg_num_neighbors)
-    model_raw.setdefault("energy_shift", tuple(float(x) for x in stats.energy_shift))
-    model_raw.setdefault("energy_scale", stats.force_rms)
-    model_config = NequIPConfig.from_dict({**model_raw, "num_species": len(species)})
-    bs = config.optim.batch_size
+    neighbours = {r_max: stats.avg_num_neighbors}
+    for r in r_maxs:
+        if r not in neighbours:
+            at_r = GraphDataset(train_atoms, r, species, source="training set")
+            neighbours[r] = compute_statistics(at_r).avg_num_neighbors
+    member_configs = []
+    for c, r in zip(configs, r_maxs, strict=True):
+        raw = {k: v for k, v in c.model.items() if k != "species"}
+        raw.setdefault("avg_num_neighbors", neighbours[r])
+        raw.setdefault("energy_shift", tuple(float(x) for x in stats.energy_shift))
+        raw.setdefault("energy_scale", stats.force_rms)
+        member_configs.append(NequIPConfig.from_dict({**raw, "num_species": len(species)}))
+    bs = base.optim.batch_size
     eval_sets = [d for d in (train, val) if d is not None]
     return PreparedData(
-        model_config=model_config,
+        model_config=member_configs[int(np.argmax(r_maxs))],
         species=species,
         train=train,
         val=val,
         train_budget=compute_budget(train, bs),
-        eval_budget=compute_budget(eval_sets, config.optim.eval_batch_size),
+        eval_budget=compute_budget(eval_sets, base.optim.eval_batch_size),
         statistics={
             "avg_num_neighbors": stats.avg_num_neighbors,
             "energy_shift": [float(x) for x in stats.energy_shift],
@@ -126,6 +167,7 @@ def prepare(config: RunConfig, train_atoms, val_atoms) -> PreparedData:
             "n_train": len(train),
             "n_val": 0 if val is None else len(val),
         },
+        member_configs=tuple(member_configs),
     )
 
 
@@ -169,7 +211,8 @@ def _unstack(tree, j: int):
 
 
 class GroupResult(NamedTuple):
-    """Outcome of training one group of same-shaped members (leading member axis)."""
+    """Outcome of training one group of same-shaped members (leading member axis); the members'
+    own configurations and cutoff settings are ``prep.member_configs`` and ``prep.radial``."""
 
     params: Any
     best_epoch: np.ndarray
@@ -191,11 +234,15 @@ def train_group(
     """Train models of identical shape together, ``vmap``-ped over a member axis.
 
     Members differ in initial weights and batch order (their keys come from
-    :func:`member_keys` with their member number) and may differ in the learning rate and the loss
-    weights. Everything else (model hyperparameters, batch size, optimiser kind, EMA, stopping
-    rules, epochs) is taken from ``configs[0]`` and must be equal across the group. Each member has
-    its own ReduceLROnPlateau schedule and early stopping; a stopped member is frozen while the
-    others continue.
+    :func:`member_keys` with their member number) and may differ in the learning rate, the loss
+    weights and the model's cutoff settings ``r_max``, ``cutoff_p`` and ``avg_num_neighbors``
+    (:data:`nequip_jax.model.RADIAL_FIELDS`). With different cutoffs the graphs are built with
+    the largest ``r_max`` and each member's settings enter the model as traced values next to its
+    parameters (``prep.radial``; the optimiser does not see them), so every member is the model
+    it would be alone. Everything else (other model hyperparameters, batch size, optimiser kind,
+    EMA, stopping rules, epochs) is taken from ``configs[0]`` and must be equal across the group.
+    Each member has its own ReduceLROnPlateau schedule and early stopping; a stopped member is
+    frozen while the others continue.
 
     Args:
         configs: one run configuration per member.
@@ -216,14 +263,19 @@ def train_group(
     workdir.mkdir(parents=True, exist_ok=True)
     optim = base.optim
     n = len(members)
-    prep = prepare(base, *data)
-    init_fn, predict = make_model_fns(prep.model_config)
+    prep = prepare(configs, *data)
+    _, predict = make_model_fns(prep.model_config)
     keys = [member_keys(base.seed, m) for m in members]
 
     optimizer = make_optimizer(optim.optimizer, optim.learning_rate, optim.grad_clip)
     first = prep.train.batch(np.arange(min(optim.batch_size, len(prep.train))), prep.train_budget)
     if init_params is None:
-        member_params = [init_fn(k[1], first) for k in keys]
+        # Each member from its own configuration (trainable Bessel frequencies start at its
+        # own n π / r_max); the other parameters do not depend on the cutoff.
+        member_params = [
+            make_model_fns(cfg)[0](k[1], first)
+            for cfg, k in zip(prep.member_configs, keys, strict=True)
+        ]
     else:
         member_params = [_unstack(init_params, j) for j in range(n)]
     state = _stack([jax.device_get(init_train_state(p, optimizer)) for p in member_params])
@@ -254,10 +306,23 @@ def train_group(
 
     place = _placer(mesh)
     state, best_params = place(state), place(best_params)
-    step = jax.vmap(make_train_step(predict, optimizer, ema_decay=optim.ema_decay))
-    train_step = jax.jit(step, donate_argnums=0)
-    eval_step = jax.jit(jax.vmap(make_eval_step(predict), in_axes=(0, None)))
     dtype = np.float64 if prep.model_config.dtype == "float64" else np.float32
+    radial = None if prep.radial is None else place(prep.radial.cast(dtype))
+
+    def member_step(state, batch, learning_rate, energy_weight, forces_weight, active, radial):
+        member_predict = functools.partial(predict, radial=radial)
+        step = make_train_step(member_predict, optimizer, ema_decay=optim.ema_decay)
+        return step(state, batch, learning_rate, energy_weight, forces_weight, active)
+
+    def member_eval(params, batch, radial):
+        return make_eval_step(functools.partial(predict, radial=radial))(params, batch)
+
+    train_step = jax.jit(jax.vmap(member_step), donate_argnums=0)
+    vmapped_eval = jax.jit(jax.vmap(member_eval, in_axes=(0, None, 0)))
+
+    def eval_step(params, batch):
+        return vmapped_eval(params, batch, radial)
+
     meta = {"configs": [c.to_dict() for c in configs], "members": members}
     t_start = time.perf_counter()
     n_batches = -(-len(prep.train) // optim.batch_size)
@@ -282,7 +347,7 @@ def train_group(
         ]
         total = None
         for batches in zip(*iters):
-            state, sums = train_step(state, place(_stack(batches)), lr, ew, fw, active)
+            state, sums = train_step(state, place(_stack(batches)), lr, ew, fw, active, radial)
             total = sums if total is None else jax.tree.map(jnp.add, total, sums)
             if bar:
                 bar.update()
@@ -356,10 +421,16 @@ def _check_same_group(a: RunConfig, b: RunConfig) -> None:
     vary = {"learning_rate", "energy_weight", "forces_weight"}
     da, db = a.optim.__dict__, b.optim.__dict__
     diff = [k for k in da if k not in vary and da[k] != db[k]]
-    if a.model != b.model or a.seed != b.seed or diff:
+    keys = (set(a.model) | set(b.model)) - set(RADIAL_FIELDS)
+    diff += [f"model.{k}" for k in sorted(keys) if a.model.get(k) != b.model.get(k)]
+    if a.seed != b.seed:
+        diff.append("seed")
+    if diff:
         raise ValueError(
-            "members of one vmapped group must share the model hyperparameters, seed and "
-            f"optimiser settings other than {sorted(vary)}; differing: {diff or 'model/seed'}."
+            "members of one vmapped group must share the seed, the model hyperparameters other "
+            f"than {list(RADIAL_FIELDS)} and the optimiser settings other than {sorted(vary)}; "
+            f"differing: {diff}. Train them as separate groups (see "
+            "nequip_jax.uncertainty.ensemble.group_members)."
         )
 
 
@@ -408,7 +479,7 @@ def train(
         [config], [0], workdir, data=data, resume=resume, verbose=verbose, init_params=stacked
     )
     potential = Potential(
-        config=result.prep.model_config,
+        config=result.prep.member_configs[0],
         params=_unstack(result.params, 0),
         species=result.prep.species,
         statistics=result.prep.statistics,

@@ -3,8 +3,11 @@
 Traditional ensemble (Zhu et al. 2023): J members that differ only in their initial weights and
 mini-batch order. Diverse ensemble: three traditional members plus variants with other
 hyperparameters. Members whose hyperparameters keep the parameter shapes (seed, learning rate,
-loss weights) are trained as one vmapped group; every distinct model shape (features, layers,
-lmax, cutoff, radial basis, ...) is a group of its own.
+loss weights, cutoff radius ``r_max`` and envelope exponent ``cutoff_p``) are trained and
+evaluated as one vmapped group: the group's graphs are built with its largest ``r_max`` and each
+member's cutoff settings (:class:`nequip_jax.model.RadialSettings`) travel next to its
+parameters. Every distinct model shape (features, layers, lmax, number of radial basis
+functions, ...) is a group of its own.
 
 Ensemble predictions: mean forces (Eq. (1)), per-atom σ (Eq. (4)) and the standard deviation of
 the total energy.
@@ -27,7 +30,7 @@ from flax import serialization
 
 from nequip_jax._io import atomic_folder
 from nequip_jax.data import GraphDataset
-from nequip_jax.model import NequIPConfig, make_model_fns
+from nequip_jax.model import RADIAL_FIELDS, NequIPConfig, RadialSettings, make_model_fns
 from nequip_jax.model.potential import Potential, check_dataset, run_batched
 from nequip_jax.train.config import RunConfig, apply_overrides
 from nequip_jax.train.loop import load_training_data, member_keys, train_group
@@ -45,7 +48,8 @@ __all__ = [
 
 #: Our diverse-ensemble variants (the paper's supplementary Table 1 is not available here):
 #: seven members that change one hyperparameter each, mostly toward simpler models ("the diverse
-#: ensemble contains simpler models on average", Sec. IV). Used with three traditional members.
+#: ensemble contains simpler models on average", Sec. IV). Used with three traditional members;
+#: the r_max and learning-rate variants keep the parameter shapes and train in their vmapped group.
 DIVERSE_VARIANTS: tuple[dict, ...] = (
     {"model": {"num_layers": 2}},
     {"model": {"num_layers": 3}},
@@ -91,11 +95,17 @@ def _group_key(config: RunConfig) -> str:
         for k, v in dataclasses.asdict(config.optim).items()
         if k not in {"learning_rate", "energy_weight", "forces_weight"}
     }
-    return json.dumps({"model": config.model, "optim": optim, "seed": config.seed}, sort_keys=True)
+    model = {k: v for k, v in config.model.items() if k not in RADIAL_FIELDS}
+    return json.dumps({"model": model, "optim": optim, "seed": config.seed}, sort_keys=True)
 
 
 def group_members(configs: Sequence[RunConfig]) -> list[list[int]]:
-    """Member numbers grouped by identical shapes and static settings, in first-seen order."""
+    """Member numbers grouped by identical shapes and static settings, in first-seen order.
+
+    Members that differ only in the seed-derived keys, the learning rate, the loss weights and
+    the model's :data:`~nequip_jax.model.RADIAL_FIELDS` (``r_max``, ``cutoff_p``,
+    ``avg_num_neighbors``) share a group.
+    """
     groups: dict[str, list[int]] = {}
     for index, config in enumerate(configs):
         groups.setdefault(_group_key(config), []).append(index)
@@ -104,29 +114,74 @@ def group_members(configs: Sequence[RunConfig]) -> list[list[int]]:
 
 @dataclasses.dataclass
 class EnsembleGroup:
-    """Members sharing one model configuration; ``params`` has a leading member axis."""
+    """Members sharing one model shape; ``params`` has a leading member axis.
+
+    Attributes:
+        config: the group's model configuration; its ``r_max`` is the cutoff of the group's
+            graphs (the largest of the members').
+        params: parameters with a leading member axis.
+        members: the member numbers.
+        species: atomic numbers of the model's species index.
+        radial: per-member cutoff settings ``[n_members]`` when the members differ in
+            ``r_max``, ``cutoff_p`` or ``avg_num_neighbors``; ``None`` when ``config`` describes
+            every member.
+    """
 
     config: NequIPConfig
     params: Any
     members: list[int]
     species: tuple[int, ...]
+    radial: RadialSettings | None = None
 
     def __post_init__(self):
         self._fn = None
+        if self.radial is not None:
+            sizes = {int(np.shape(v)[0]) if np.ndim(v) else -1 for v in self.radial}
+            if sizes != {len(self.members)}:
+                raise ValueError(
+                    f"radial settings of shapes {[np.shape(v) for v in self.radial]} for "
+                    f"{len(self.members)} members; give one value per member (or radial=None)."
+                )
+            if float(np.max(self.radial.r_max)) > self.config.r_max:
+                raise ValueError(
+                    f"a member's r_max {float(np.max(self.radial.r_max))} exceeds the group's "
+                    f"graph cutoff config.r_max={self.config.r_max}; set config.r_max to the "
+                    "largest member r_max."
+                )
 
     def predict_fn(self):
+        """Jitted ``(stacked params, radial, graph) -> outputs with a leading member axis``."""
         if self._fn is None:
             _, predict = make_model_fns(self.config)
-            self._fn = jax.jit(jax.vmap(predict, in_axes=(0, None)))
+
+            def run(params, radial, graph):
+                return jax.vmap(lambda p, r: predict(p, graph, radial=r))(params, radial)
+
+            self._fn = jax.jit(run)
         return self._fn
+
+    def member_config(self, j: int) -> NequIPConfig:
+        """The model configuration of member ``j`` alone (its own ``r_max`` etc.)."""
+        return self.config if self.radial is None else self.radial.member_config(self.config, j)
 
     def member(self, j: int) -> Potential:
         """Member ``j`` of the group as a standalone :class:`Potential`."""
         return Potential(
-            config=self.config,
+            config=self.member_config(j),
             params=jax.tree.map(lambda x: x[j], self.params),
             species=self.species,
             metadata={"member": self.members[j]},
+        )
+
+    def take(self, indices: Sequence[int]) -> EnsembleGroup:
+        """A group of the members at positions ``indices`` (in that order)."""
+        idx = np.asarray(indices, np.int64)
+        return EnsembleGroup(
+            self.config,
+            jax.tree.map(lambda x: np.asarray(x)[idx], self.params),
+            [self.members[i] for i in idx],
+            self.species,
+            None if self.radial is None else self.radial.take(idx),
         )
 
 
@@ -168,7 +223,7 @@ class Ensemble:
             check_dataset(dataset, self.species, group.config.r_max)
             out = run_batched(
                 group.predict_fn(),
-                (group.params,),
+                (group.params, group.radial),
                 dataset,
                 batch_size,
                 group.config.dtype,
@@ -202,9 +257,7 @@ class Ensemble:
                 "kind": "ensemble",
                 "species": list(self.species),
                 "metadata": self.metadata,
-                "groups": [
-                    {"config": g.config.to_dict(), "members": list(g.members)} for g in self.groups
-                ],
+                "groups": [_group_info(g) for g in self.groups],
             }
             (tmp / "ensemble.json").write_text(json.dumps(info, indent=2, sort_keys=True))
             for i, group in enumerate(self.groups):
@@ -222,10 +275,20 @@ class Ensemble:
         groups = []
         for i, g in enumerate(info["groups"]):
             params = serialization.msgpack_restore((path / f"group{i}.msgpack").read_bytes())
+            radial = RadialSettings.from_dict(g["radial"]) if g.get("radial") else None
             groups.append(
-                EnsembleGroup(NequIPConfig.from_dict(g["config"]), params, g["members"], species)
+                EnsembleGroup(
+                    NequIPConfig.from_dict(g["config"]), params, g["members"], species, radial
+                )
             )
         return cls(groups=groups, species=species, metadata=info.get("metadata", {}))
+
+
+def _group_info(group: EnsembleGroup) -> dict:
+    info = {"config": group.config.to_dict(), "members": list(group.members)}
+    if group.radial is not None:
+        info["radial"] = group.radial.to_dict()
+    return info
 
 
 def train_ensemble(
@@ -239,7 +302,8 @@ def train_ensemble(
     mesh=None,
     verbose: bool = True,
 ) -> Ensemble:
-    """Train an ensemble; each group of same-shaped members is one vmapped training run.
+    """Train an ensemble; each group of same-shaped members is one vmapped training run
+    (:func:`group_members`; members differing only in their cutoff settings share a group).
 
     Args:
         config: the base run configuration (member 0 equals a single model trained with it).
@@ -272,7 +336,11 @@ def train_ensemble(
             mesh=mesh,
         )
         species = result.prep.species
-        groups.append(EnsembleGroup(result.prep.model_config, result.params, members, species))
+        groups.append(
+            EnsembleGroup(
+                result.prep.model_config, result.params, members, species, result.prep.radial
+            )
+        )
     ensemble = Ensemble(
         groups=groups,
         species=species,

@@ -184,3 +184,36 @@ def test_data_root():
     assert pipeline.data_root("xtb") == pipeline.XTB_ROOT
     with pytest.raises(ValueError):
         pipeline.data_root("pbe")
+
+
+def test_variants_of_equal_shape_train_as_one_cached_piece(frames_300K, tiny_model, tmp_path):
+    # r_max and learning-rate variants keep the parameter shapes: one vmapped piece; the
+    # num_layers variant is a piece of its own. A second call loads every piece from the cache.
+    mc = MethodsConfig(
+        model=tiny_model,
+        optim={"batch_size": 2, "eval_batch_size": 4, "max_epochs": 1},
+        n_traditional=2,
+        n_diverse_traditional=1,
+        diverse_variants=(
+            {"model": {"r_max": 3.5}},
+            {"model": {"num_layers": 1}},
+            {"optim": {"learning_rate": 0.005}},
+        ),
+    )
+    data = (frames_300K[:4], frames_300K[4:6])
+    kwargs = dict(seed=0, data=data, models_dir=tmp_path, methods=("diverse",))
+    trained = pipeline.train_methods(mc, **kwargs)
+    pieces = trained.info["variants"]
+    assert [p["members"] for p in pieces] == [[100, 102], [101]]
+    assert [p["variants"] for p in pieces] == [
+        [{"model": {"r_max": 3.5}}, {"optim": {"learning_rate": 0.005}}],
+        [{"model": {"num_layers": 1}}],
+    ]
+    assert [m.r_max for m in trained.diverse.members()] == [4.0, 3.5, 4.0, 4.0]
+    again = pipeline.train_methods(mc, **kwargs)
+    assert all(p["cached"] for p in again.info["variants"])
+    frames = frames_300K[6:8]
+    np.testing.assert_array_equal(
+        trained.diverse.predict(frames)["member_energy"],
+        again.diverse.predict(frames)["member_energy"],
+    )

@@ -98,3 +98,35 @@ def test_radial_mlp_matches_explicit_layers(x64):
             h = silu(h) / c
     got = radial_mlp([jnp.asarray(w) for w in weights], jnp.asarray(x))
     np.testing.assert_allclose(np.asarray(got), h, rtol=1e-8)
+
+
+def test_traced_cutoff_settings_equal_static_ones(x64):
+    # Per-member settings of a vmapped group: r_max and p as traced scalars give the values and
+    # gradients of the static ones, and edges beyond each member's own r_max carry nothing.
+    lengths = jnp.array([0.8, 2.4, 2.9, 3.2, 3.9, 0.0])
+    mask = jnp.array([True, True, True, True, True, False])
+    settings = [(2.5, 6), (3.0, 8), (4.0, 5)]
+
+    def embed(r_max, p):
+        def total(lengths):
+            omega = jnp.asarray(bessel_frequencies(4, r_max))
+            emb = radial_embedding(lengths, mask, omega, r_max, p)
+            return jnp.sum(jnp.sin(emb)), emb
+
+        (_, emb), grad = jax.value_and_grad(total, has_aux=True)(lengths)
+        return emb, grad
+
+    r_maxs = jnp.array([r for r, _ in settings])
+    ps = jnp.array([p for _, p in settings], jnp.int32)
+    traced_emb, traced_grad = jax.jit(jax.vmap(embed))(r_maxs, ps)
+    for j, (r_max, p) in enumerate(settings):
+        emb, grad = embed(r_max, p)
+        # Rounding only (the envelope near r_max is a difference of O(1) terms).
+        tol = dict(rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(np.asarray(traced_emb[j]), np.asarray(emb), **tol)
+        np.testing.assert_allclose(np.asarray(traced_grad[j]), np.asarray(grad), **tol)
+        beyond = np.asarray(~mask | (lengths >= r_max))
+        assert np.all(np.asarray(traced_emb[j])[beyond] == 0.0)
+        assert np.all(np.asarray(traced_grad[j])[beyond] == 0.0)
+        assert np.all(np.isfinite(np.asarray(traced_grad[j])))
+        assert np.all(np.abs(np.asarray(traced_emb[j])[~beyond]).sum(axis=1) > 0)

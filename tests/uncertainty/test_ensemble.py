@@ -64,11 +64,12 @@ def test_ensemble_predict_and_round_trip(frames_300K, tiny_run_config, tmp_path)
         tiny_run_config(max_epochs=1),
         tmp_path,
         n_members=2,
-        variants=[{"model": {"num_layers": 1}}],
+        variants=[{"model": {"num_layers": 1}}, {"model": {"r_max": 3.5}}],
         data=(frames, frames_300K[4:6]),
         verbose=False,
     )
-    assert ens.n_members == 3 and len(ens.groups) == 2
+    assert ens.n_members == 4 and [g.members for g in ens.groups] == [[0, 1, 3], [2]]
+    assert [m.r_max for m in ens.members()] == [4.0, 4.0, 4.0, 3.5]
     test = frames_300K[10:13]
     pred = ens.predict(test)
     members = [m.predict(test) for m in ens.members()]
