@@ -67,6 +67,7 @@ __all__ = [
     "compare_to_spread",
     "add_common_arguments",
     "experiment_main",
+    "subsample",
     "seeds_from_args",
     "enable_compilation_cache",
     "hardware_note",
@@ -664,6 +665,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, presets: Sequence[str]
         "--models", default=None, help="cache of trained models (default runs/models)"
     )
     parser.add_argument("--verbose", action="store_true", help="training progress")
+
+
+def subsample(frames: list, n: int | None) -> list:
+    """``n`` evenly spaced frames of ``frames`` (all of them when ``n`` is None or larger)."""
+    if n is None or n >= len(frames):
+        return list(frames)
+    index = np.linspace(0, len(frames) - 1, n).round().astype(int)
+    return [frames[i] for i in index]
 
 
 def experiment_main(

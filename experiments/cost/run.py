@@ -35,9 +35,10 @@ from experiments.common.pipeline import (
     hardware_note,
     mean_sd,
     run_config,
+    subsample,
 )
 from experiments.cost.analysis import epoch_times, ratio, split_compile
-from experiments.fig2_uncertainty.run import TINY_METHODS, subsample
+from experiments.fig2_uncertainty.run import TINY_METHODS
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
 from nequip_jax.model import Potential

@@ -18,8 +18,6 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from experiments.common.pipeline import (
     LABELS,
     METHODS,
@@ -30,6 +28,7 @@ from experiments.common.pipeline import (
     format_mean_sd,
     hardware_note,
     predict_methods,
+    subsample,
     train_methods,
     training_summary,
 )
@@ -163,14 +162,6 @@ PRESETS: dict[str, UQConfig] = {
 
 def _log(message: str) -> None:
     print(f"[uq {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def subsample(frames: list, n: int | None) -> list:
-    """``n`` evenly spaced frames of ``frames`` (all of them when ``n`` is None or larger)."""
-    if n is None or n >= len(frames):
-        return list(frames)
-    index = np.linspace(0, len(frames) - 1, n).round().astype(int)
-    return [frames[i] for i in index]
 
 
 def test_sets(combo: Combo) -> tuple[str, ...]:

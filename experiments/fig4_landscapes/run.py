@@ -26,11 +26,12 @@ from experiments.common.pipeline import (
     format_mean_sd,
     hardware_note,
     predict_methods,
+    subsample,
     train_methods,
     training_summary,
 )
 from experiments.common.plots import landscapes
-from experiments.fig2_uncertainty.run import CPU_METHODS, TINY_METHODS, Combo, subsample
+from experiments.fig2_uncertainty.run import CPU_METHODS, TINY_METHODS, Combo
 from experiments.fig4_landscapes.analysis import compare_landscapes, landscape_values
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split

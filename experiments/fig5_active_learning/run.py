@@ -29,10 +29,11 @@ from experiments.common.pipeline import (
     format_mean_sd,
     hardware_note,
     predict_methods,
+    subsample,
     train_methods,
 )
 from experiments.common.plots import error_distributions
-from experiments.fig2_uncertainty.run import CPU_METHODS, TINY_METHODS, subsample
+from experiments.fig2_uncertainty.run import CPU_METHODS, TINY_METHODS
 from experiments.fig4_landscapes.run import scan_split
 from experiments.fig5_active_learning.analysis import (
     TABLE_METRICS,
