@@ -43,7 +43,9 @@ def uncertainty_vs_error(
         panels: name -> (eps [n] in eV/Å, uncertainty [n], uncertainty label).
         path: output PNG.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, layout="constrained"
+    )
     for ax, (name, (eps, u, label)) in zip(axes[0], panels.items()):
         eps_mev = 1000 * np.asarray(eps)
         h = ax.hist2d(eps_mev, u, bins=60, norm=LogNorm(), cmap="viridis")
