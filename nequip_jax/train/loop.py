@@ -45,6 +45,7 @@ from nequip_jax.model import (
     NequIPConfig,
     Potential,
     RadialSettings,
+    compiler_options,
     group_radial,
     make_model_fns,
 )
@@ -317,8 +318,9 @@ def train_group(
     def member_eval(params, batch, radial):
         return make_eval_step(functools.partial(predict, radial=radial))(params, batch)
 
-    train_step = jax.jit(jax.vmap(member_step), donate_argnums=0)
-    vmapped_eval = jax.jit(jax.vmap(member_eval, in_axes=(0, None, 0)))
+    options = compiler_options()
+    train_step = jax.jit(jax.vmap(member_step), donate_argnums=0, compiler_options=options)
+    vmapped_eval = jax.jit(jax.vmap(member_eval, in_axes=(0, None, 0)), compiler_options=options)
 
     def eval_step(params, batch):
         return vmapped_eval(params, batch, radial)

@@ -30,7 +30,13 @@ from flax import serialization
 
 from nequip_jax._io import atomic_folder
 from nequip_jax.data import GraphDataset
-from nequip_jax.model import RADIAL_FIELDS, NequIPConfig, RadialSettings, make_model_fns
+from nequip_jax.model import (
+    RADIAL_FIELDS,
+    NequIPConfig,
+    RadialSettings,
+    compiler_options,
+    make_model_fns,
+)
 from nequip_jax.model.potential import Potential, check_dataset, run_batched
 from nequip_jax.train.config import RunConfig, apply_overrides
 from nequip_jax.train.loop import load_training_data, member_keys, train_group
@@ -157,7 +163,7 @@ class EnsembleGroup:
             def run(params, radial, graph):
                 return jax.vmap(lambda p, r: predict(p, graph, radial=r))(params, radial)
 
-            self._fn = jax.jit(run)
+            self._fn = jax.jit(run, compiler_options=compiler_options())
         return self._fn
 
     def member_config(self, j: int) -> NequIPConfig:
