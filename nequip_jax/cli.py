@@ -129,6 +129,11 @@ def _fit_gmm(args: argparse.Namespace) -> int:
     model_dir = Path(args.model)
     potential = _load_model(model_dir)
     config_path = Path(args.config) if args.config else model_dir.parent / "config.yaml"
+    if not args.config and not config_path.is_file():
+        raise SystemExit(
+            f"fit-gmm rebuilds the training set from the run's config, and there is none at "
+            f"{config_path} (the folder above {model_dir}); pass --config CONFIG.yaml."
+        )
     config = load_config(config_path)
     train_atoms, _ = load_training_data(config, member_keys(config.seed, 0)[0])
     key = jax.random.fold_in(jax.random.key(config.seed), 7)

@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 
 import gmm
 from nequip_jax import load
@@ -33,3 +34,16 @@ def test_gmm_nll_in_predict_and_round_trip(frames_300K, frames_1200K, tiny_run_c
     again = loaded.predict(test)
     for a, b in zip(pred["nll"], again["nll"]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fit_gmm_cli_without_run_config_names_the_remedy(tmp_path, tiny_model):
+    """A model folder copied away from its run folder: the error names the missing config and
+    the ``--config`` option instead of a generic file-not-found."""
+    from nequip_jax.cli import main
+    from nequip_jax.model import NequIPConfig, Potential, init_params
+
+    config = NequIPConfig(num_species=4, avg_num_neighbors=15.0, **tiny_model)
+    potential = Potential(config, init_params(config, key=jax.random.key(0)), (1, 6, 7, 8))
+    potential.save(tmp_path / "model")
+    with pytest.raises(SystemExit, match=r"config\.yaml.*--config"):
+        main(["fit-gmm", str(tmp_path / "model")])
