@@ -37,7 +37,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 import gmm as gmm_lib
 from nequip_jax.data import PaddingBudget, neighbour_list
-from nequip_jax.model import NequIPConfig, Potential, compiler_options, make_model_fns
+from nequip_jax.model import NequIPConfig, Potential, make_model_fns, model_jit
 from nequip_jax.uncertainty.metrics import ensemble_sigma
 
 __all__ = [
@@ -219,7 +219,7 @@ def compiled_potential_fn(config: NequIPConfig) -> Callable:
             out["nll"] = gmm_lib.nll(gmm_params, out["features"])  # Eq. (8)
         return out
 
-    return jax.jit(_counted(run, ("potential", config)), compiler_options=compiler_options())
+    return model_jit(_counted(run, ("potential", config)))
 
 
 @functools.lru_cache(maxsize=32)
@@ -234,7 +234,7 @@ def compiled_ensemble_fn(config: NequIPConfig) -> Callable:
     def run(params, graph, radial=None):
         return jax.vmap(lambda p, r: predict(p, graph, radial=r))(params, radial)
 
-    return jax.jit(_counted(run, ("ensemble", config)), compiler_options=compiler_options())
+    return model_jit(_counted(run, ("ensemble", config)))
 
 
 class _Backend:

@@ -21,7 +21,7 @@ import numpy as np
 
 import gmm as gmm_lib
 from nequip_jax.data import GraphDataset, compute_budget, compute_statistics, load_3bpa
-from nequip_jax.model import NequIPConfig, compiler_options, make_model_fns
+from nequip_jax.model import NequIPConfig, make_model_fns, model_jit
 from nequip_jax.train import init_train_state, make_optimizer, make_train_step
 
 
@@ -50,7 +50,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     args = parser.parse_args()
-    options = compiler_options()
     if args.quick:
         args.members, args.features, args.layers, args.batch, args.rounds = 3, 8, 2, 8, 3
 
@@ -68,23 +67,21 @@ def main() -> None:
     stacked = jax.vmap(lambda k: init(k, batch))(keys)
 
     # A GMM fitted on the model's own features of these frames (realistic K and D).
-    feats = np.asarray(jax.jit(predict, compiler_options=options)(params, batch)["features"])[
+    feats = np.asarray(model_jit(predict)(params, batch)["features"])[
         np.asarray(batch.nodes["mask"])
     ]
     k = min(args.components, len(feats) // 4)
     fit = gmm_lib.fit(feats, k, key=jax.random.key(1), max_iter=20)
     gparams = jax.tree.map(jnp.asarray, fit.params)
 
-    forces_only = jax.jit(lambda p, g: predict(p, g)["forces"], compiler_options=options)
+    forces_only = model_jit(lambda p, g: predict(p, g)["forces"])
 
     def with_nll(p, gp, g):
         out = predict(p, g)
         return out["forces"], gmm_lib.nll(gp, out["features"])
 
-    forces_nll = jax.jit(with_nll, compiler_options=options)
-    ensemble = jax.jit(
-        jax.vmap(lambda p, g: predict(p, g)["forces"], in_axes=(0, None)), compiler_options=options
-    )
+    forces_nll = model_jit(with_nll)
+    ensemble = model_jit(jax.vmap(lambda p, g: predict(p, g)["forces"], in_axes=(0, None)))
 
     compile_times = {}
     for name, fn in (
@@ -132,8 +129,8 @@ def main() -> None:
     lr = jnp.full(args.members, 1e-2)
     ones = jnp.ones(args.members)
     active = jnp.ones(args.members, bool)
-    single_step = jax.jit(step, compiler_options=options)
-    vstep = jax.jit(jax.vmap(step), compiler_options=options)
+    single_step = model_jit(step)
+    vstep = model_jit(jax.vmap(step))
     _block(single_step(single_state, tbatch, 1e-2, 1.0, 1.0, True))
     _block(vstep(vstate, vbatch, lr, ones, ones, active))
     seq, vm = [], []

@@ -22,6 +22,7 @@ from nequip_jax.model._predict import (
     energy_forces_features,
     init_params,
     make_predict_fn,
+    model_jit,
 )
 from nequip_jax.model._radial import (
     bessel_basis,
@@ -58,6 +59,7 @@ __all__ = [
     "init_params",
     "layer_irreps",
     "make_predict_fn",
+    "model_jit",
     "model_layers",
     "normalized_activation",
     "polynomial_cutoff",

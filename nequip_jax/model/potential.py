@@ -33,7 +33,7 @@ from nequip_jax._io import atomic_folder
 from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget
 from nequip_jax.model._config import NequIPConfig
 from nequip_jax.model._fns import make_model_fns
-from nequip_jax.model._predict import compiler_options
+from nequip_jax.model._predict import model_jit
 
 __all__ = ["Potential", "load", "FORMAT_VERSION", "run_batched", "check_dataset"]
 
@@ -142,7 +142,7 @@ class Potential:
                     out["nll"] = gmm_lib.nll(gmm_params, out["features"])
                 return out
 
-            self._compiled = jax.jit(run, compiler_options=compiler_options())
+            self._compiled = model_jit(run)
         return self._compiled
 
     def graphs(

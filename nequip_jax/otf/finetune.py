@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget, iterate_batches
-from nequip_jax.model import NequIPConfig, compiler_options, make_model_fns
+from nequip_jax.model import NequIPConfig, make_model_fns, model_jit
 from nequip_jax.train import (
     init_train_state,
     make_optimizer,
@@ -80,10 +80,9 @@ def _compiled(config: NequIPConfig, n_members: int | None, learning_rate: float)
         step, init = jax.vmap(step), jax.vmap(init)
     # init under jit: its outputs are fresh buffers (``params`` and ``ema_params`` must not be
     # one buffer, as the step donates the state).
-    options = compiler_options()
     return (
-        jax.jit(init, compiler_options=options),
-        jax.jit(step, donate_argnums=0, compiler_options=options),
+        model_jit(init),
+        model_jit(step, donate_argnums=0),
     )
 
 

@@ -45,9 +45,9 @@ from nequip_jax.model import (
     NequIPConfig,
     Potential,
     RadialSettings,
-    compiler_options,
     group_radial,
     make_model_fns,
+    model_jit,
 )
 from nequip_jax.train.checkpoint import load_checkpoint, save_checkpoint
 from nequip_jax.train.config import RunConfig
@@ -318,9 +318,8 @@ def train_group(
     def member_eval(params, batch, radial):
         return make_eval_step(functools.partial(predict, radial=radial))(params, batch)
 
-    options = compiler_options()
-    train_step = jax.jit(jax.vmap(member_step), donate_argnums=0, compiler_options=options)
-    vmapped_eval = jax.jit(jax.vmap(member_eval, in_axes=(0, None, 0)), compiler_options=options)
+    train_step = model_jit(jax.vmap(member_step), donate_argnums=0)
+    vmapped_eval = model_jit(jax.vmap(member_eval, in_axes=(0, None, 0)))
 
     def eval_step(params, batch):
         return vmapped_eval(params, batch, radial)

@@ -34,8 +34,8 @@ from nequip_jax.model import (
     RADIAL_FIELDS,
     NequIPConfig,
     RadialSettings,
-    compiler_options,
     make_model_fns,
+    model_jit,
 )
 from nequip_jax.model.potential import Potential, check_dataset, run_batched
 from nequip_jax.train.config import RunConfig, apply_overrides
@@ -163,7 +163,7 @@ class EnsembleGroup:
             def run(params, radial, graph):
                 return jax.vmap(lambda p, r: predict(p, graph, radial=r))(params, radial)
 
-            self._fn = jax.jit(run, compiler_options=compiler_options())
+            self._fn = model_jit(run)
         return self._fn
 
     def member_config(self, j: int) -> NequIPConfig:
