@@ -66,12 +66,14 @@ def grow_budget(
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(config: NequIPConfig, n_members: int | None, learning_rate: float):
+def _compiled(
+    config: NequIPConfig, n_members: int | None, learning_rate: float, energy_loss: str
+):
     """Jitted ``(init_state, train_step)`` per configuration, shared by every :class:`FineTuner`
     of it (a resumed run in the same process reuses the compiled step)."""
     _, predict = make_model_fns(config)
     optimizer = make_optimizer("adam", learning_rate)
-    step = make_train_step(predict, optimizer)
+    step = make_train_step(predict, optimizer, energy_loss=energy_loss)
 
     def init(params):
         return init_train_state(params, optimizer)
@@ -107,7 +109,9 @@ class FineTuner:
         n_members: ``None`` for a single model, else the size of the member axis of the params.
         learning_rate: Adam learning rate (constant).
         batch_size: structures per batch.
-        energy_weight / forces_weight: loss weights (per-atom energy MSE, force MSE).
+        energy_weight / forces_weight: loss weights of the energy and force MSE.
+        energy_loss: ``"total"`` (MSE of the total energy) or ``"per_atom"``
+            (see :func:`nequip_jax.train.weighted_loss`).
 
     Attributes:
         budget: the padded batch shape in use (grows only when a data set needs more).
@@ -123,6 +127,7 @@ class FineTuner:
         batch_size: int = 5,
         energy_weight: float = 1.0,
         forces_weight: float = 729.0,
+        energy_loss: str = "total",
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1.")
@@ -130,8 +135,9 @@ class FineTuner:
         self.n_members = n_members
         self.batch_size = batch_size
         self.weights = (float(energy_weight), float(forces_weight))
+        self.energy_loss = energy_loss
         self.learning_rate = float(learning_rate)
-        self._init, self._step = _compiled(config, n_members, self.learning_rate)
+        self._init, self._step = _compiled(config, n_members, self.learning_rate, energy_loss)
         self.budget: PaddingBudget | None = None
         self._shapes: set[PaddingBudget] = set()
 
@@ -190,7 +196,9 @@ class FineTuner:
                 total = jax.device_get(total)
                 rows = [
                     summarize(
-                        total if self.n_members is None else _unstack(total, j), *self.weights
+                        total if self.n_members is None else _unstack(total, j),
+                        *self.weights,
+                        self.energy_loss,
                     )
                     for j in range(members)
                 ]

@@ -168,6 +168,7 @@ def _md_loop(run: Session, state, log: EventLog, surrogate: Surrogate, stop_at_s
         batch_size=c.retrain_batch_size,
         energy_weight=float(c.optim.get("energy_weight", 1.0)),
         forces_weight=float(c.optim.get("forces_weight", 729.0)),
+        energy_loss=str(c.optim.get("energy_loss", "total")),
     )
     rng = np.random.Generator(np.random.PCG64())
     rng.bit_generator.state = state.rng_state

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from nequip_jax.train.loss import ENERGY_LOSSES
+
 __all__ = [
     "DataConfig",
     "OptimConfig",
@@ -56,8 +58,11 @@ class OptimConfig:
         optimizer: ``"adam"`` or ``"amsgrad"``.
         learning_rate: initial learning rate.
         batch_size / eval_batch_size: structures per training / evaluation batch.
-        energy_weight / forces_weight: loss weights of the per-atom energy MSE and the force MSE
-            (the paper era used 1 : 729).
+        energy_loss: the energy term of the loss: ``"total"`` (MSE of the total energy, eV²;
+            nequip's ``total_energy`` term, the authors' 3BPA configs) or ``"per_atom"`` (MSE of
+            the energy per atom).
+        energy_weight / forces_weight: loss weights of the energy MSE and the force-component
+            MSE (the authors' 3BPA configs: ``forces: 729, total_energy: 1``).
         max_epochs: hard limit on epochs.
         max_time_s: wall-clock budget in seconds (``None``: none); checked between epochs.
         plateau_patience / plateau_factor: reduce the learning rate by ``factor`` after
@@ -74,6 +79,7 @@ class OptimConfig:
     learning_rate: float = 0.01
     batch_size: int = 5
     eval_batch_size: int = 32
+    energy_loss: str = "total"
     energy_weight: float = 1.0
     forces_weight: float = 729.0
     max_epochs: int = 1000
@@ -85,6 +91,12 @@ class OptimConfig:
     early_stopping_patience: int | None = None
     ema_decay: float | None = None
     grad_clip: float | None = None
+
+    def __post_init__(self):
+        if self.energy_loss not in ENERGY_LOSSES:
+            raise ValueError(
+                f"optim.energy_loss={self.energy_loss!r}: choose one of {ENERGY_LOSSES}."
+            )
 
 
 @dataclass(frozen=True)

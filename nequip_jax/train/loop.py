@@ -5,8 +5,10 @@ Files written to ``workdir``:
 - ``config.yaml`` — the resolved run configuration;
 - ``metrics.jsonl`` — one JSON object per epoch (train/validation energy and force RMSE and MAE,
   loss, learning rate, wall time);
-- ``last.ckpt`` / ``best.ckpt`` — full training state (atomic writes; ``resume=True`` continues
-  from ``last.ckpt``);
+- ``last.ckpt`` — full training state with the best parameters so far (atomic writes;
+  ``resume=True`` continues from it);
+- ``summary.json`` — per member: epochs, why training stopped, best epoch and its validation
+  errors (:func:`network_records`);
 - ``model/`` — the best :class:`~nequip_jax.model.Potential` (load with ``nequip_jax.load``).
 
 Determinism: the split, initial weights and the batch order of epoch ``e`` come from one key made
@@ -30,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from nequip_jax._io import atomic_write_text
+from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import (
     GraphDataset,
     PaddingBudget,
@@ -53,7 +55,7 @@ from nequip_jax.train.checkpoint import load_checkpoint, save_checkpoint
 from nequip_jax.train.config import RunConfig
 from nequip_jax.train.loss import ErrorSums, summarize
 from nequip_jax.train.progress import Progress
-from nequip_jax.train.schedule import PlateauState, plateau_init, plateau_update
+from nequip_jax.train.schedule import PlateauState, plateau_init, plateau_update, stop_reason
 from nequip_jax.train.step import (
     init_train_state,
     make_eval_step,
@@ -65,6 +67,7 @@ __all__ = [
     "train",
     "train_group",
     "GroupResult",
+    "network_records",
     "member_keys",
     "load_training_data",
     "PreparedData",
@@ -213,12 +216,63 @@ def _unstack(tree, j: int):
 
 class GroupResult(NamedTuple):
     """Outcome of training one group of same-shaped members (leading member axis); the members'
-    own configurations and cutoff settings are ``prep.member_configs`` and ``prep.radial``."""
+    own configurations and cutoff settings are ``prep.member_configs`` and ``prep.radial``.
+
+    ``networks`` has one record per member (see :func:`network_records`), also written to
+    ``workdir/summary.json``.
+    """
 
     params: Any
     best_epoch: np.ndarray
     scheduler: PlateauState
     prep: PreparedData
+    networks: list[dict]
+
+
+def network_records(
+    lines: Sequence[str],
+    members: Sequence[int],
+    scheduler: PlateauState,
+    best_epoch: np.ndarray,
+    ended: str,
+) -> list[dict]:
+    """How each member's training went, from its ``metrics.jsonl`` records.
+
+    Args:
+        lines: the JSON lines of ``metrics.jsonl`` (all epochs, resumed pieces included).
+        members: the member numbers, in the order of the member axis.
+        scheduler: the final scheduler state.
+        best_epoch: [n_members] the epoch whose parameters are kept (-1: none).
+        ended: why the loop ended for members that had not stopped by themselves
+            (``"max_epochs"`` or ``"time_budget"``).
+
+    Returns:
+        Per member: ``member``, ``epochs`` (epochs trained), ``stop_reason`` (one of
+        :data:`~nequip_jax.train.schedule.STOP_REASONS` other than ``"running"``, or
+        ``ended``), ``best_epoch`` (the epoch whose parameters are kept: the last improvement
+        of the validation loss by the scheduler's threshold), ``best_val_forces_rmse`` (eV/Å)
+        and ``best_val_energy_rmse`` (eV/atom) at that epoch, ``wall_s`` (the member's
+        epochs' wall time; members of a vmapped group share it) and ``final_learning_rate``.
+    """
+    records = [json.loads(line) for line in lines]
+    out = []
+    for j, member in enumerate(members):
+        mine = [r for r in records if r["member"] == member]
+        reason = stop_reason(scheduler, j) if scheduler.stopped[j] else ended
+        best = next((r for r in mine if r["epoch"] == int(best_epoch[j])), None)
+        out.append(
+            {
+                "member": int(member),
+                "epochs": len(mine),
+                "stop_reason": reason,
+                "best_epoch": -1 if best is None else int(best["epoch"]),
+                "best_val_forces_rmse": None if best is None else best["val_forces_rmse"],
+                "best_val_energy_rmse": None if best is None else best["val_energy_rmse"],
+                "wall_s": float(sum(r["time_s"] for r in mine)),
+                "final_learning_rate": float(scheduler.learning_rate[j]),
+            }
+        )
+    return out
 
 
 def train_group(
@@ -312,7 +366,9 @@ def train_group(
 
     def member_step(state, batch, learning_rate, energy_weight, forces_weight, active, radial):
         member_predict = functools.partial(predict, radial=radial)
-        step = make_train_step(member_predict, optimizer, ema_decay=optim.ema_decay)
+        step = make_train_step(
+            member_predict, optimizer, ema_decay=optim.ema_decay, energy_loss=optim.energy_loss
+        )
         return step(state, batch, learning_rate, energy_weight, forces_weight, active)
 
     def member_eval(params, batch, radial):
@@ -327,6 +383,7 @@ def train_group(
     meta = {"configs": [c.to_dict() for c in configs], "members": members}
     t_start = time.perf_counter()
     n_batches = -(-len(prep.train) // optim.batch_size)
+    ended = "max_epochs"
 
     for epoch in range(start_epoch, optim.max_epochs):
         if bool(np.all(scheduler.stopped)):
@@ -352,7 +409,10 @@ def train_group(
             total = sums if total is None else jax.tree.map(jnp.add, total, sums)
             if bar:
                 bar.update()
-        train_m = [summarize(_unstack(total, j), energy_w[j], forces_w[j]) for j in range(n)]
+        train_m = [
+            summarize(_unstack(total, j), energy_w[j], forces_w[j], optim.energy_loss)
+            for j in range(n)
+        ]
         if prep.val is not None:
             val_sums = evaluate_sums(
                 eval_step,
@@ -362,7 +422,10 @@ def train_group(
                 prep.eval_budget,
                 dtype=dtype,
             )
-            val_m = [summarize(_unstack(val_sums, j), energy_w[j], forces_w[j]) for j in range(n)]
+            val_m = [
+                summarize(_unstack(val_sums, j), energy_w[j], forces_w[j], optim.energy_loss)
+                for j in range(n)
+            ]
         else:
             val_m = train_m
         was_active = ~scheduler.stopped
@@ -407,8 +470,11 @@ def train_group(
                 f"lr {scheduler.learning_rate[j]:.2g}, active {int(np.sum(~scheduler.stopped))}"
             )
         if optim.max_time_s is not None and time.perf_counter() - t_start > optim.max_time_s:
+            ended = "time_budget"
             break
-    return GroupResult(jax.device_get(best_params), best_epoch, scheduler, prep)
+    networks = network_records(lines, members, scheduler, best_epoch, ended)
+    atomic_write_json(workdir / "summary.json", {"members": members, "networks": networks})
+    return GroupResult(jax.device_get(best_params), best_epoch, scheduler, prep, networks)
 
 
 def _select(mask, new, old):
@@ -484,7 +550,11 @@ def train(
         params=_unstack(result.params, 0),
         species=result.prep.species,
         statistics=result.prep.statistics,
-        metadata={"epoch": int(result.best_epoch[0]), "seed": config.seed},
+        metadata={
+            "epoch": int(result.best_epoch[0]),
+            "seed": config.seed,
+            "training": result.networks[0],
+        },
     )
     potential.save(Path(workdir) / "model")
     return potential

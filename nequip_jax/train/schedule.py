@@ -11,7 +11,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["PlateauState", "plateau_init", "plateau_update"]
+__all__ = ["STOP_REASONS", "PlateauState", "plateau_init", "plateau_update", "stop_reason"]
+
+#: ``PlateauState.reason`` codes: why a member stopped (``"running"``: it has not). The training
+#: loop adds ``"max_epochs"`` and ``"time_budget"`` for members still running when it ends.
+STOP_REASONS = ("running", "min_learning_rate", "early_stopping", "non_finite")
 
 
 class PlateauState(NamedTuple):
@@ -24,6 +28,7 @@ class PlateauState(NamedTuple):
         since_best: epochs since the best validation loss (for early stopping).
         stopped: the member has stopped training.
         improved: the last update improved on the best loss (save a "best" checkpoint).
+        reason: index in :data:`STOP_REASONS` of why the member stopped (0 while running).
     """
 
     learning_rate: np.ndarray
@@ -32,6 +37,7 @@ class PlateauState(NamedTuple):
     since_best: np.ndarray
     stopped: np.ndarray
     improved: np.ndarray
+    reason: np.ndarray
 
 
 def plateau_init(learning_rate, shape: tuple[int, ...] = ()) -> PlateauState:
@@ -43,6 +49,7 @@ def plateau_init(learning_rate, shape: tuple[int, ...] = ()) -> PlateauState:
         since_best=np.zeros(shape, np.int64),
         stopped=np.zeros(shape, bool),
         improved=np.zeros(shape, bool),
+        reason=np.zeros(shape, np.int64),
     )
 
 
@@ -73,10 +80,12 @@ def plateau_update(
     reduce = active & (bad > patience)
     lr = np.where(reduce, state.learning_rate * factor, state.learning_rate)
     bad = np.where(reduce, 0, bad)
-    stop = lr < min_learning_rate
+    # The first applicable reason in the order of STOP_REASONS (a non-finite loss overrides).
+    reason = np.where(lr < min_learning_rate, 1, 0)
     if early_stopping_patience is not None:
-        stop |= since >= early_stopping_patience
-    stop |= ~np.isfinite(loss)
+        reason = np.where((reason == 0) & (since >= early_stopping_patience), 2, reason)
+    reason = np.where(~np.isfinite(loss), 3, reason)
+    stop = reason > 0
     return PlateauState(
         learning_rate=np.where(active, lr, state.learning_rate),
         best=np.where(active, best, state.best),
@@ -84,4 +93,11 @@ def plateau_update(
         since_best=np.where(active, since, state.since_best),
         stopped=state.stopped | (active & stop),
         improved=improved,
+        reason=np.where(active & stop, reason, state.reason),
     )
+
+
+def stop_reason(state: PlateauState, j: int | None = None) -> str:
+    """Name of why member ``j`` (or the single model) stopped, ``"running"`` if it has not."""
+    code = np.asarray(state.reason) if j is None else np.asarray(state.reason)[j]
+    return STOP_REASONS[int(code)]

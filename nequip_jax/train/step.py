@@ -51,14 +51,20 @@ def _set_learning_rate(opt_state, learning_rate):
 
 
 def make_train_step(
-    predict: Callable, optimizer, *, ema_decay: float | None = None
+    predict: Callable,
+    optimizer,
+    *,
+    ema_decay: float | None = None,
+    energy_loss: str = "total",
 ) -> Callable[..., tuple[TrainState, ErrorSums]]:
-    """One optimiser step on the weighted per-atom energy + force MSE of a batch.
+    """One optimiser step on the weighted energy + force MSE of a batch
+    (:func:`nequip_jax.train.weighted_loss`).
 
     Args:
         predict: ``predict(params, graph) -> {"energy", "forces", ...}``.
         optimizer: from :func:`make_optimizer`.
         ema_decay: decay of the parameter EMA, or ``None``.
+        energy_loss: ``"total"`` (MSE of the total energy, eV²) or ``"per_atom"``.
 
     Returns:
         ``step(state, batch, learning_rate, energy_weight, forces_weight, active)
@@ -70,7 +76,7 @@ def make_train_step(
     def loss_fn(params, batch, energy_weight, forces_weight):
         pred = predict(params, batch)
         sums = error_sums(pred, batch)
-        return weighted_loss(sums, energy_weight, forces_weight), sums
+        return weighted_loss(sums, energy_weight, forces_weight, energy_loss), sums
 
     def step(state: TrainState, batch, learning_rate, energy_weight, forces_weight, active):
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from nequip_jax.data import GraphDataset, compute_budget
 from nequip_jax.train import (
+    OptimConfig,
     PlateauState,
     error_sums,
     load_checkpoint,
@@ -17,6 +18,7 @@ from nequip_jax.train import (
     plateau_update,
     save_checkpoint,
     summarize,
+    weighted_loss,
 )
 
 
@@ -69,22 +71,52 @@ def test_plateau_members_are_independent_and_frozen():
     assert frozen.best[0] == 0.1
 
 
-def test_error_sums_match_numpy(frames_300K):
-    frames = frames_300K[:3]
-    ds = GraphDataset(frames, 4.0, [1, 6, 7, 8])
-    batch = ds.batch([0, 1, 2], compute_budget(ds, 5))
+def _molecules_of_different_sizes(frames, sizes, rng):
+    """Fragments of 3BPA frames with ``sizes`` atoms and random labels."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    out = []
+    for frame, n in zip(frames, sizes, strict=False):
+        atoms = frame[:n].copy()
+        atoms.calc = SinglePointCalculator(
+            atoms, energy=float(rng.normal(-100.0, 5.0)), forces=rng.normal(size=(n, 3))
+        )
+        out.append(atoms)
+    return out
+
+
+@pytest.mark.parametrize("energy_loss", ["total", "per_atom"])
+def test_loss_matches_numpy_on_molecules_of_different_sizes(frames_300K, energy_loss):
     rng = np.random.default_rng(0)
+    sizes = [27, 9, 15]
+    frames = _molecules_of_different_sizes(frames_300K, sizes, rng)
+    ds = GraphDataset(frames, 4.0, [1, 6, 7, 8])
+    batch = ds.batch([0, 1, 2], compute_budget(ds, 5))  # padded: extra atoms and one graph
     n_node, n_graph = len(batch.nodes["mask"]), len(batch.n_node)
-    pred = {"energy": rng.normal(size=n_graph), "forces": rng.normal(size=(n_node, 3))}
+    assert n_node > sum(sizes) and n_graph > len(sizes)
+    pred = {"energy": rng.normal(-100.0, 5.0, n_graph), "forces": rng.normal(size=(n_node, 3))}
     sums = error_sums(pred, batch)
+    # Reference: the formula written out over the real molecules only.
     e_true = np.array([a.get_potential_energy() for a in frames])
     f_true = np.concatenate([a.get_forces() for a in frames])
-    de = (pred["energy"][:3] - e_true) / 27
-    df = pred["forces"][:81] - f_true
-    got = summarize(jax.device_get(sums), 1.0, 729.0)
-    assert got["energy_rmse"] == pytest.approx(np.sqrt(np.mean(de**2)), rel=1e-4)
-    assert got["forces_mae"] == pytest.approx(np.mean(np.abs(df)), rel=1e-4)
-    assert got["loss"] == pytest.approx(np.mean(de**2) + 729 * np.mean(df**2), rel=1e-4)
+    de_total = pred["energy"][:3] - e_true
+    de_atom = de_total / np.array(sizes)
+    df = pred["forces"][: sum(sizes)] - f_true
+    energy_mse = np.mean(de_total**2) if energy_loss == "total" else np.mean(de_atom**2)
+    expected = 1.0 * energy_mse + 729.0 * np.mean(df**2)
+    loss = weighted_loss(sums, 1.0, 729.0, energy_loss)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    got = summarize(jax.device_get(sums), 1.0, 729.0, energy_loss)
+    assert got["loss"] == pytest.approx(expected, rel=1e-5)
+    assert got["energy_rmse"] == pytest.approx(np.sqrt(np.mean(de_atom**2)), rel=1e-5)
+    assert got["total_energy_rmse"] == pytest.approx(np.sqrt(np.mean(de_total**2)), rel=1e-5)
+    assert got["forces_mae"] == pytest.approx(np.mean(np.abs(df)), rel=1e-5)
+    assert got["forces_rmse"] == pytest.approx(np.sqrt(np.mean(df**2)), rel=1e-5)
+
+
+def test_unknown_energy_loss_is_refused():
+    with pytest.raises(ValueError, match="energy_loss='per_molecule'"):
+        OptimConfig(energy_loss="per_molecule")
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
