@@ -17,7 +17,14 @@ from nequip_jax.model._convolution import convolution
 from nequip_jax.model._irreps import ConvolutionPlan, LayerIrreps, convolution_plan
 from nequip_jax.model._radial import normalized_activation
 
-__all__ = ["SpeciesLinear", "gate", "InteractionBlock", "LINEAR_NORMALISATION", "auto_chunk_size"]
+__all__ = [
+    "SpeciesLinear",
+    "gate",
+    "GATE_ACTIVATIONS",
+    "InteractionBlock",
+    "LINEAR_NORMALISATION",
+    "auto_chunk_size",
+]
 
 # e3nn linear layers: weights N(0, 1) scaled by 1/sqrt(fan_in) in the forward pass, spelled out
 # so that a changed global e3nn configuration cannot change the model.
@@ -95,22 +102,37 @@ def auto_chunk_size(
     return int(min(1024, max(128, 2 ** int(math.log2(edges)))))
 
 
-def gate(x: e3nn.IrrepsArray, layer: LayerIrreps) -> e3nn.IrrepsArray:
+#: Activations of the gate per nonlinearity family: ``(even scalars, odd scalars, even gates,
+#: odd gates)``. ``"silu"``: this library's default; ``"ssp"``: nequip ≤ 0.5, the version of
+#: Zhu et al. (2023) (``nonlinearity_scalars: {e: ssp, o: tanh}``, ``nonlinearity_gates:
+#: {e: ssp, o: abs}``).
+GATE_ACTIVATIONS = {
+    "silu": ("silu", "tanh", "silu", "tanh"),
+    "ssp": ("ssp", "tanh", "ssp", "abs"),
+}
+
+
+def gate(x: e3nn.IrrepsArray, layer: LayerIrreps, nonlinearity: str = "silu") -> e3nn.IrrepsArray:
     """Gate nonlinearity (Weiler et al. 2018; Batzner et al. 2022).
 
-    Even scalars → SiLU, odd scalars → tanh, gates → SiLU (even) or tanh (odd) and multiply the
-    non-scalar channels one to one (activations normalised to unit second moment).
+    Scalars go through an activation (by parity), gates through one (by parity) and multiply
+    the non-scalar channels one to one; activations are normalised to unit second moment. The
+    activations of each family are :data:`GATE_ACTIVATIONS` (``"silu"``: even scalars and gates
+    SiLU, odd tanh; ``"ssp"``: even shifted softplus, odd scalars tanh, odd gates abs).
 
     Args:
         x: [n_node, layer.conv_out] laid out as scalars, gates, gated irreps (the last scalar
             entry of ``layer.conv_out`` is the gate block when ``layer.num_gates > 0``).
         layer: the block's irreps.
+        nonlinearity: a key of :data:`GATE_ACTIVATIONS`.
 
     Returns:
         [n_node, layer.outputs] (regrouped).
     """
     n_node = x.shape[0]
-    act = {1: normalized_activation("silu"), -1: normalized_activation("tanh")}
+    even, odd, even_gate, odd_gate = GATE_ACTIVATIONS[nonlinearity]
+    act = {1: normalized_activation(even), -1: normalized_activation(odd)}
+    gate_act = {1: normalized_activation(even_gate), -1: normalized_activation(odd_gate)}
     entries = list(e3nn.Irreps(layer.conv_out))
     n_scalar_entries = sum(1 for _, ir in entries if ir.l == 0)
     gate_entry = n_scalar_entries - 1 if layer.num_gates else None
@@ -121,7 +143,9 @@ def gate(x: e3nn.IrrepsArray, layer: LayerIrreps) -> e3nn.IrrepsArray:
         block = x.array[:, offset : offset + mul * ir.dim]
         offset += mul * ir.dim
         if index == gate_entry:
-            gates = (ir.p, act[ir.p](block))
+            # An even activation of odd gates (abs) makes them even.
+            parity = 1 if ir.p == 1 or odd_gate == "abs" else -1
+            gates = (parity, gate_act[ir.p](block))
         elif ir.l == 0:
             out_irreps.append((mul, ir))
             out_chunks.append(act[ir.p](block)[:, :, None])
@@ -151,6 +175,8 @@ class InteractionBlock(nn.Module):
         residual: add the input to the output when the irreps agree.
         edge_chunk_size: edges per chunk of the convolution (speed only); ``None``: automatic
             (see :func:`auto_chunk_size`).
+        nonlinearity: the gate's and radial MLP's activation family (``"silu"`` or ``"ssp"``,
+            see :data:`GATE_ACTIVATIONS`).
     """
 
     layer: LayerIrreps
@@ -161,6 +187,7 @@ class InteractionBlock(nn.Module):
     avg_num_neighbors: float
     residual: bool = False
     edge_chunk_size: int | None = None
+    nonlinearity: str = "silu"
 
     @nn.compact
     def __call__(
@@ -216,6 +243,7 @@ class InteractionBlock(nn.Module):
             receivers,
             plan,
             chunk_size=self.edge_chunk_size or auto_chunk_size(plan, sh.shape[0]),
+            activation=GATE_ACTIVATIONS[self.nonlinearity][2],
         )
         # linear_2: each conv_out entry mixes all message channels of its irrep; the neighbour
         # normalisation 1/sqrt(avg_num_neighbors) is folded into the same scale.
@@ -234,7 +262,7 @@ class InteractionBlock(nn.Module):
                 norm = 1.0 / jnp.sqrt(m * jnp.asarray(avg_num_neighbors, dtype))
             chunks.append(jnp.einsum("ndm,mv->nvd", messages, w * norm))
         conv = e3nn.from_chunks(self.layer.conv_out, chunks, (x.shape[0],), dtype)
-        out = gate(conv + self_connection, self.layer)
+        out = gate(conv + self_connection, self.layer, self.nonlinearity)
         if self.residual and out.irreps == x.irreps:
             out = out + x
         return out

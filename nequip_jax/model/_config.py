@@ -15,6 +15,7 @@ from typing import Any
 __all__ = ["NequIPConfig", "hidden_irreps"]
 
 _DTYPES = ("float32", "float64")
+_NONLINEARITIES = ("silu", "ssp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,10 +38,16 @@ class NequIPConfig:
         feature_dim: size of the final projected scalar features (the input of the uncertainty
             model, Zhu et al. 2023); ``None`` means ``num_features // 2``.
         residual: add the block input to its output when their irreps agree.
-        avg_num_neighbors: the convolution sum is divided by its square root.
+        nonlinearity: activation family of the gates and the radial MLP: ``"silu"`` (even
+            scalars and gates SiLU, odd tanh) or ``"ssp"`` (nequip ≤ 0.5, the version of Zhu et
+            al. 2023: even shifted softplus, odd scalars tanh, odd gates abs, radial MLP ssp).
+        avg_num_neighbors: the convolution sum is divided by its square root (1.0: no
+            normalisation, the authors' 3BPA configs' ``avg_num_neighbors: null``).
         energy_shift: per-species energy shift (eV), length ``num_species``; ``()`` means zeros.
         energy_scale: per-species energy scale (a float for all species, or a tuple of length
             ``num_species``); usually the force RMS of the training set (eV/Å).
+        trainable_scale_shift: train the per-species energy scale and shift (``False``: fixed
+            at ``energy_scale`` / ``energy_shift``, as in nequip ≤ 0.5).
         dtype: ``"float32"`` (default) or ``"float64"`` (needs ``jax_enable_x64``).
         edge_chunk_size: edges processed at once by the convolution (a speed/memory knob that
             does not change the model); ``None`` picks it per layer and batch shape (see
@@ -60,9 +67,11 @@ class NequIPConfig:
     radial_mlp_width: int = 64
     feature_dim: int | None = None
     residual: bool = False
+    nonlinearity: str = "silu"
     avg_num_neighbors: float = 1.0
     energy_shift: tuple[float, ...] = ()
     energy_scale: float | tuple[float, ...] = 1.0
+    trainable_scale_shift: bool = True
     dtype: str = "float32"
     edge_chunk_size: int | None = None
 
@@ -116,6 +125,8 @@ class NequIPConfig:
             problems.append(f"feature_dim={self.feature_dim} must be at least 1 (or None)")
         if self.num_features // 2 < 1 and self.feature_dim is None:
             problems.append("num_features=1 gives feature_dim 0; set feature_dim explicitly")
+        if self.nonlinearity not in _NONLINEARITIES:
+            problems.append(f"nonlinearity={self.nonlinearity!r} must be one of {_NONLINEARITIES}")
         if self.dtype not in _DTYPES:
             problems.append(f"dtype={self.dtype!r} must be one of {_DTYPES}")
         if problems:

@@ -107,6 +107,7 @@ def convolution(
     plan: ConvolutionPlan,
     *,
     chunk_size: int = 512,
+    activation: str = "silu",
 ) -> list[jnp.ndarray]:
     """Gather senders, weight the tensor-product paths by the radial MLP, sum on receivers.
 
@@ -121,6 +122,7 @@ def convolution(
         senders, receivers: [n_edge] int node indices in ``[0, n_node)`` (message j → i).
         plan: the paths.
         chunk_size: edges per chunk (a speed knob; results do not depend on it).
+        activation: the radial MLP's activation (see :func:`radial_mlp`).
 
     Returns:
         For each ``(M, l3, p3)`` of ``plan.outputs``, [n_node, 2 l3 + 1, M] summed messages (not
@@ -132,7 +134,7 @@ def convolution(
     last_blocks = [last[:, a:b] * scale for a, b in group_columns(plan)]
 
     def chunk_messages(s, r, y, emb, acc):
-        hidden = radial_mlp(hidden_weights, emb, final_activation=True)
+        hidden = radial_mlp(hidden_weights, emb, final_activation=True, activation=activation)
         group_weights = [hidden @ w for w in last_blocks]
         sender_blocks = [x.at[s].get(mode="promise_in_bounds") for x in node_blocks]
         messages = edge_messages(sender_blocks, y, group_weights, plan)

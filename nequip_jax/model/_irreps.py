@@ -64,7 +64,12 @@ class LayerIrreps(NamedTuple):
 
 
 def layer_irreps(
-    inputs: str, hidden: str, lmax_sh: int, *, scalars_only: bool = False
+    inputs: str,
+    hidden: str,
+    lmax_sh: int,
+    *,
+    scalars_only: bool = False,
+    odd_gate_activation_is_even: bool = False,
 ) -> LayerIrreps:
     """Irreps of an interaction block (Batzner et al. 2022; nequip ``ConvNetLayer``).
 
@@ -74,6 +79,10 @@ def layer_irreps(
         lmax_sh: largest l of the edge spherical harmonics.
         scalars_only: keep only the ``0e`` outputs (the last block: only its even scalars reach
             the readout, so the other outputs would be dead computation).
+        odd_gate_activation_is_even: the activation of odd gates is an even function (``abs``),
+            so odd gates are even after it and keep the parity of the channels they gate; with
+            an odd function (``tanh``) they flip it. Gates are odd only when ``0e`` is not
+            reachable.
 
     Raises:
         ValueError: no hidden irrep is reachable from ``inputs``.
@@ -95,7 +104,8 @@ def layer_irreps(
     gate_parity = 1 if (0, 1) in reach else -1
     gates = ((num_gates, 0, gate_parity),) if num_gates else ()
     conv_out = _to_str(scalars + gates + gated)
-    gated_out = tuple((mul, ell, p * gate_parity) for mul, ell, p in gated)  # odd gates flip p
+    flip = 1 if odd_gate_activation_is_even else gate_parity
+    gated_out = tuple((mul, ell, p * flip) for mul, ell, p in gated)
     outputs = str(e3nn.Irreps(_to_str(scalars + gated_out)).regroup())
     return LayerIrreps(
         inputs=str(e3nn.Irreps(inputs).regroup()),

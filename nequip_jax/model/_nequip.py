@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from nequip_jax.model._blocks import LINEAR_NORMALISATION, InteractionBlock
+from nequip_jax.model._blocks import GATE_ACTIVATIONS, LINEAR_NORMALISATION, InteractionBlock
 from nequip_jax.model._config import NequIPConfig
 from nequip_jax.model._irreps import LayerIrreps, layer_irreps
 from nequip_jax.model._per_member import RadialSettings
@@ -37,6 +37,7 @@ def model_layers(config: NequIPConfig) -> tuple[LayerIrreps, ...]:
             config.hidden_irreps,
             config.lmax,
             scalars_only=index == config.num_layers - 1,
+            odd_gate_activation_is_even=GATE_ACTIVATIONS[config.nonlinearity][3] == "abs",
         )
         layers.append(layer)
         inputs = layer.outputs
@@ -62,7 +63,8 @@ class NequIP(nn.Module):
     ``feature_dim`` scalars — the *final projected scalar features*, returned as a first-class
     output — then a linear map to one scalar ``e_i`` per atom, and
     ``E_i = scale[species_i] · e_i + shift[species_i]`` (scale and shift are trainable,
-    initialised from the config).
+    initialised from the config, or fixed at the config's values with
+    ``trainable_scale_shift=False``, as in nequip ≤ 0.5).
 
     Attributes:
         config: the hyperparameters.
@@ -159,6 +161,7 @@ class NequIP(nn.Module):
                 avg_num_neighbors=cfg.avg_num_neighbors,
                 residual=cfg.residual,
                 edge_chunk_size=cfg.edge_chunk_size,
+                nonlinearity=cfg.nonlinearity,
                 name=f"layer_{index}",
             )(x, sh, embedding, senders, receivers, onehot, avg_num_neighbors)
 
@@ -170,8 +173,11 @@ class NequIP(nn.Module):
             projected
         ).array[:, 0]
         features = projected.array
-        scale = self.param("energy_scale", lambda _: jnp.asarray(cfg.scales, dtype))
-        shift = self.param("energy_shift", lambda _: jnp.asarray(cfg.shifts, dtype))
+        scale = jnp.asarray(cfg.scales, dtype)
+        shift = jnp.asarray(cfg.shifts, dtype)
+        if cfg.trainable_scale_shift:
+            scale = self.param("energy_scale", lambda _: scale)
+            shift = self.param("energy_shift", lambda _: shift)
         node_energy = scale[species] * atomic + shift[species]
         node_energy = jnp.where(node_mask, node_energy, 0.0)
         features = jnp.where(node_mask[:, None], features, 0.0)

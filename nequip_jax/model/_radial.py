@@ -10,6 +10,7 @@ import functools
 import math
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -20,6 +21,7 @@ __all__ = [
     "polynomial_cutoff",
     "radial_embedding",
     "radial_mlp",
+    "ACTIVATIONS",
 ]
 
 
@@ -117,35 +119,58 @@ def _silu(x):
 def _second_moment_scale(name: str) -> float:
     """1 / sqrt(E[φ(z)^2]) for z ~ N(0, 1), by Gauss–Hermite quadrature (double precision)."""
     nodes, weights = np.polynomial.hermite_e.hermegauss(200)
-    phi = {"silu": lambda z: z / (1.0 + np.exp(-z)), "tanh": np.tanh}[name]
+    phi = {
+        "silu": lambda z: z / (1.0 + np.exp(-z)),
+        "tanh": np.tanh,
+        "ssp": lambda z: np.logaddexp(0.0, z) - np.log(2.0),
+        "abs": np.abs,
+    }[name]
     return float(1.0 / np.sqrt(np.sum(weights * phi(nodes) ** 2) / np.sqrt(2.0 * np.pi)))
+
+
+#: Activations of :func:`normalized_activation`: SiLU, tanh, the shifted softplus
+#: ``softplus(x) − log 2`` of nequip ≤ 0.5 (``ssp``) and ``abs``. All are zero at zero, so zero
+#: embeddings (padding edges) give zero radial weights.
+ACTIVATIONS = ("silu", "tanh", "ssp", "abs")
+
+
+def _ssp(x):
+    return jax.nn.softplus(x) - math.log(2.0)
 
 
 @functools.cache
 def normalized_activation(name: str):
-    """SiLU or tanh scaled to unit second moment under a standard normal input (e3nn's
-    ``normalize2mom``, as in nequip's gate and radial MLP)."""
-    fn = {"silu": _silu, "tanh": jnp.tanh}[name]
+    """An activation of :data:`ACTIVATIONS` scaled to unit second moment under a standard
+    normal input (e3nn's ``normalize2mom``, as in nequip's gate and radial MLP)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation {name!r}: choose one of {ACTIVATIONS}.")
+    fn = {"silu": _silu, "tanh": jnp.tanh, "ssp": _ssp, "abs": jnp.abs}[name]
     scale = _second_moment_scale(name)
     return lambda x: fn(x) * scale
 
 
 def radial_mlp(
-    weights: Sequence[jnp.ndarray], embedding: jnp.ndarray, *, final_activation: bool = False
+    weights: Sequence[jnp.ndarray],
+    embedding: jnp.ndarray,
+    *,
+    final_activation: bool = False,
+    activation: str = "silu",
 ) -> jnp.ndarray:
     """Bias-free MLP ``[n_edge, num_basis] → [n_edge, num_out]`` giving the path weights.
 
     Each layer is ``h @ W / sqrt(fan_in)`` (weights drawn from N(0, 1): e3nn/nequip "forward"
-    initialisation), with normalised SiLU between layers. Without biases and with SiLU(0) = 0,
-    a zero embedding (padding edges, edges beyond ``r_max``) gives exactly zero weights.
+    initialisation), with a normalised activation between layers (SiLU by default; ``"ssp"``
+    in nequip ≤ 0.5). Without biases and with φ(0) = 0, a zero embedding (padding edges, edges
+    beyond ``r_max``) gives exactly zero weights.
 
     Args:
         weights: matrices ``[num_basis, width], [width, width], …, [width, num_out]``.
         embedding: [n_edge, num_basis].
         final_activation: also apply the activation after the last matrix (used to evaluate
             the hidden layers only, when the last matrix is applied by the caller).
+        activation: a name of :data:`ACTIVATIONS`.
     """
-    act = normalized_activation("silu")
+    act = normalized_activation(activation)
     h = embedding
     for index, w in enumerate(weights):
         h = h @ (w * (1.0 / math.sqrt(w.shape[0])))

@@ -128,7 +128,9 @@ def prepare(config: RunConfig | Sequence[RunConfig], train_atoms, val_atoms) -> 
     With several configurations (the members of a group; see :func:`train_group`) the graphs are
     built with the largest ``r_max`` of the members, and each member's ``avg_num_neighbors``
     (unless its config sets one) is the mean neighbour count of the training set at its own
-    ``r_max`` — what a model trained alone with that configuration gets.
+    ``r_max`` — what a model trained alone with that configuration gets. ``avg_num_neighbors:
+    null`` in the model section means no normalisation of the neighbour sum (1.0; the authors'
+    3BPA configs).
     """
     configs = [config] if isinstance(config, RunConfig) else list(config)
     base = configs[0]
@@ -150,6 +152,8 @@ def prepare(config: RunConfig | Sequence[RunConfig], train_atoms, val_atoms) -> 
     member_configs = []
     for c, r in zip(configs, r_maxs, strict=True):
         raw = {k: v for k, v in c.model.items() if k != "species"}
+        if "avg_num_neighbors" in raw and raw["avg_num_neighbors"] is None:
+            raw["avg_num_neighbors"] = 1.0  # null: the neighbour sum is not normalised
         raw.setdefault("avg_num_neighbors", neighbours[r])
         raw.setdefault("energy_shift", tuple(float(x) for x in stats.energy_shift))
         raw.setdefault("energy_scale", stats.force_rms)

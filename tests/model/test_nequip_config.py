@@ -59,6 +59,7 @@ def test_json_round_trip_gives_an_equal_hashable_config(config):
         ({"energy_shift": (1.0, 2.0)}, "energy_shift has 2 entries"),
         ({"energy_scale": (1.0,)}, "energy_scale has 1 entries"),
         ({"dtype": "float16"}, "dtype='float16'"),
+        ({"nonlinearity": "relu"}, "nonlinearity='relu'"),
         ({"r_max": -1.0}, "r_max=-1.0"),
     ],
 )
@@ -118,6 +119,26 @@ def test_init_params_match_flax_init_structure_and_config_values(fields):
         ]
     )
     assert abs(random.mean()) < 0.1 and abs(random.std() - 1.0) < 0.1  # N(0, 1) like flax's
+
+
+def test_fixed_scale_shift_is_the_same_function_without_those_parameters(x64, batch):
+    # Oracle: the trainable model at its initial scale/shift (the config's values).
+    from nequip_testing import predict_fn
+
+    trainable = tiny_config()
+    fixed = dataclasses.replace(trainable, trainable_scale_shift=False)
+    params = params_for(trainable, batch)
+    reduced = {
+        "params": {
+            k: v
+            for k, v in params["params"].items()
+            if k not in ("energy_scale", "energy_shift")
+        }
+    }
+    assert jax.tree.structure(params_for(fixed, batch)) == jax.tree.structure(reduced)
+    a, b = predict_fn(trainable)(params, batch), predict_fn(fixed)(reduced, batch)
+    np.testing.assert_allclose(b["energy"], a["energy"], rtol=1e-12)
+    np.testing.assert_allclose(b["forces"], a["forces"], rtol=1e-12, atol=1e-14)
 
 
 def test_last_layer_keeps_only_even_scalars():

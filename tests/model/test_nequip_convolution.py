@@ -166,19 +166,38 @@ def test_species_linear_is_one_matrix_per_species(x64):
     np.testing.assert_array_equal(np.asarray(out.array[:, -3:]), 0.0)  # no 1e input: zero output
 
 
-@pytest.mark.parametrize("inputs", ["2x0e", "2x0e+2x1o+2x1e"])
-def test_gate_matches_e3nn_gate(x64, inputs):
-    layer = layer_irreps(inputs, "2x0e+2x0o+2x1o+2x1e", 1)
+def _ssp(x):
+    return jax.nn.softplus(x) - jnp.log(2.0)
+
+
+# (even scalars, odd scalars, even gates, odd gates) for e3nn's gate, per nonlinearity family.
+E3NN_ACTIVATIONS = {
+    "silu": (jax.nn.silu, jnp.tanh, jax.nn.silu, jnp.tanh),
+    "ssp": (_ssp, jnp.tanh, _ssp, jnp.abs),
+}
+
+
+@pytest.mark.parametrize("nonlinearity", sorted(E3NN_ACTIVATIONS))
+# "2x0o": only odd scalars and 1e are reachable, so the gates are odd.
+@pytest.mark.parametrize("inputs", ["2x0e", "2x0e+2x1o+2x1e", "2x0o"])
+def test_gate_matches_e3nn_gate(x64, inputs, nonlinearity):
+    even_act, odd_act, even_gate_act, odd_gate_act = E3NN_ACTIVATIONS[nonlinearity]
+    layer = layer_irreps(
+        inputs,
+        "2x0e+2x0o+2x1o+2x1e",
+        1,
+        odd_gate_activation_is_even=odd_gate_act is jnp.abs,
+    )
     rng = np.random.default_rng(3)
     dim = e3nn.Irreps(layer.conv_out).dim
     x = e3nn.IrrepsArray(layer.conv_out, jnp.asarray(rng.normal(size=(5, dim))))
-    got = jax.jit(lambda x: gate(x, layer))(x)
+    got = jax.jit(lambda x: gate(x, layer, nonlinearity))(x)
     ref = e3nn.gate(  # eager on purpose: e3nn normalises its activations outside of jit
         x,
-        even_act=jax.nn.silu,
-        odd_act=jnp.tanh,
-        even_gate_act=jax.nn.silu,
-        odd_gate_act=jnp.tanh,
+        even_act=even_act,
+        odd_act=odd_act,
+        even_gate_act=even_gate_act,
+        odd_gate_act=odd_gate_act,
     ).regroup()
     assert got.irreps == ref.irreps == e3nn.Irreps(layer.outputs)
     # e3nn estimates the activations' normalisation constants in float32 (~3e-5 relative); ours

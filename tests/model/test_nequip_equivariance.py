@@ -17,6 +17,10 @@ CONFIGS = {
     "lmax2-noparity-residual": tiny_config(
         lmax=2, parity=False, residual=True, num_layers=3, edge_chunk_size=None
     ),
+    # nequip <= 0.5: shifted softplus / tanh / abs, trainable Bessel basis, fixed scale/shift.
+    "ssp-paper-era": tiny_config(
+        nonlinearity="ssp", trainable_basis=True, trainable_scale_shift=False
+    ),
 }
 
 

@@ -130,3 +130,33 @@ def test_traced_cutoff_settings_equal_static_ones(x64):
         assert np.all(np.asarray(traced_grad[j])[beyond] == 0.0)
         assert np.all(np.isfinite(np.asarray(traced_grad[j])))
         assert np.all(np.abs(np.asarray(traced_emb[j])[~beyond]).sum(axis=1) > 0)
+
+
+@pytest.mark.parametrize("name", ["silu", "tanh", "ssp", "abs"])
+def test_normalized_activations_have_unit_second_moment_and_vanish_at_zero(name):
+    from scipy.integrate import quad
+    from scipy.special import expit
+
+    from nequip_jax.model import normalized_activation
+
+    raw = {
+        "silu": lambda z: z * expit(z),
+        "tanh": np.tanh,
+        "ssp": lambda z: np.logaddexp(0.0, z) - np.log(2.0),
+        "abs": np.abs,
+    }[name]
+    z = np.linspace(-4.0, 4.0, 17)
+    with jax.enable_x64(True):
+        act = normalized_activation(name)
+        got = np.asarray(act(jnp.asarray(z)))
+        assert float(act(jnp.zeros(()))) == 0.0
+    # The scale is the one that makes E[φ(z)²] = 1 for z ~ N(0, 1) (adaptive quadrature).
+    moment, _ = quad(lambda t: raw(t) ** 2 * np.exp(-0.5 * t * t) / np.sqrt(2 * np.pi), -40, 40)
+    np.testing.assert_allclose(got, raw(z) / np.sqrt(moment), rtol=1e-10, atol=1e-12)
+
+
+def test_unknown_activation_is_refused():
+    from nequip_jax.model import normalized_activation
+
+    with pytest.raises(ValueError, match="activation 'relu'"):
+        normalized_activation("relu")

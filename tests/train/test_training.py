@@ -133,3 +133,60 @@ def test_train_step_traces_once_per_shape(frames_300K, tiny_model):
     # 7 structures in batches of 3: two full batches and one partial, all one shape.
     assert len(traces) == 1
     assert np.isfinite(float(sums.forces_sq))
+
+
+def _records(workdir):
+    return [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _reference_best(losses, threshold=1e-4):
+    """The epoch kept by the loop: the last improvement by the relative threshold."""
+    best, kept = float("inf"), -1
+    for epoch, loss in enumerate(losses):
+        if loss < best * (1 - threshold):
+            best, kept = loss, epoch
+    return kept
+
+
+def test_summary_records_max_epochs_and_the_kept_epoch(frames_300K, tiny_run_config, tmp_path):
+    config = tiny_run_config(max_epochs=3)
+    potential = train(config, tmp_path, data=(frames_300K[:4], frames_300K[4:6]), verbose=False)
+    records = _records(tmp_path)
+    (net,) = json.loads((tmp_path / "summary.json").read_text())["networks"]
+    best = _reference_best([r["val_loss"] for r in records])
+    assert net["stop_reason"] == "max_epochs" and net["epochs"] == len(records) == 3
+    assert net["best_epoch"] == best == potential.metadata["epoch"]
+    assert net["best_val_forces_rmse"] == records[best]["val_forces_rmse"]
+    assert potential.metadata["training"] == net
+
+
+def test_summary_records_the_learning_rate_floor(frames_300K, tiny_run_config, tmp_path):
+    # patience 0 and a floor just below the first reduction: the first epoch without an
+    # improvement halves the learning rate below the floor and ends training.
+    config = tiny_run_config(
+        max_epochs=60, plateau_patience=0, plateau_factor=0.5, min_learning_rate=0.006
+    )
+    train(config, tmp_path, data=(frames_300K[:4], frames_300K[4:6]), verbose=False)
+    losses = [r["val_loss"] for r in _records(tmp_path)]
+    first_bad = next(
+        e for e in range(1, len(losses)) if not losses[e] < min(losses[:e]) * (1 - 1e-4)
+    )
+    (net,) = json.loads((tmp_path / "summary.json").read_text())["networks"]
+    assert net["stop_reason"] == "min_learning_rate"
+    assert net["epochs"] == len(losses) == first_bad + 1
+    assert net["final_learning_rate"] == pytest.approx(0.005)
+
+
+def test_null_avg_num_neighbors_means_no_normalisation(frames_300K, tiny_run_config):
+    from nequip_jax.train import prepare
+
+    config = tiny_run_config()
+    default = prepare(config, frames_300K[:4], [])
+    raw = config.to_dict()
+    raw["model"]["avg_num_neighbors"] = None
+    unnormalised = prepare(RunConfig.from_dict(raw), frames_300K[:4], [])
+    assert unnormalised.model_config.avg_num_neighbors == 1.0
+    assert default.model_config.avg_num_neighbors == pytest.approx(
+        default.statistics["avg_num_neighbors"]
+    )
+    assert default.model_config.avg_num_neighbors > 5.0
