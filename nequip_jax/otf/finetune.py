@@ -66,9 +66,7 @@ def grow_budget(
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(
-    config: NequIPConfig, n_members: int | None, learning_rate: float, energy_loss: str
-):
+def _compiled(config: NequIPConfig, n_members: int | None, learning_rate: float, energy_loss: str):
     """Jitted ``(init_state, train_step)`` per configuration, shared by every :class:`FineTuner`
     of it (a resumed run in the same process reuses the compiled step)."""
     _, predict = make_model_fns(config)

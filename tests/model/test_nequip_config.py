@@ -130,9 +130,7 @@ def test_fixed_scale_shift_is_the_same_function_without_those_parameters(x64, ba
     params = params_for(trainable, batch)
     reduced = {
         "params": {
-            k: v
-            for k, v in params["params"].items()
-            if k not in ("energy_scale", "energy_shift")
+            k: v for k, v in params["params"].items() if k not in ("energy_scale", "energy_shift")
         }
     }
     assert jax.tree.structure(params_for(fixed, batch)) == jax.tree.structure(reduced)
