@@ -95,9 +95,9 @@ class MethodsConfig:
     Attributes:
         base: a :func:`nequip_jax.train.load_config` preset (``"cpu"`` or ``"paper"``).
         model: overrides of the model section (e.g. ``{"num_features": 16}``).
-        optim: overrides of the optimisation section (e.g. ``{"max_epochs": 200}``).
-        time_per_member_s: wall-clock budget per network (a vmapped group of J members gets
-            J times this); ``None`` trains until ``max_epochs`` or the learning-rate floor.
+        optim: overrides of the optimisation section (e.g. ``{"plateau_patience": 10}``).
+            Networks train until their stopping rule (the learning-rate floor or early
+            stopping; ``max_epochs`` is a safety net whose use is recorded).
         n_traditional: J of the traditional ensemble (10 in the paper).
         n_diverse_traditional: traditional members reused in the diverse ensemble (3).
         diverse_variants: one override mapping (``{"model": {...}, "optim": {...}}``) per extra
@@ -109,7 +109,6 @@ class MethodsConfig:
     base: str = "cpu"
     model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     optim: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    time_per_member_s: float | None = None
     n_traditional: int = 10
     n_diverse_traditional: int = 3
     diverse_variants: tuple[Mapping[str, Any], ...] = ()
@@ -152,19 +151,23 @@ def run_config(
     *,
     seed: int,
     variant: Mapping[str, Any] | None = None,
-    n_members: int = 1,
 ) -> RunConfig:
     """The :class:`RunConfig` of one training group: preset + overrides (+ a diverse variant).
 
-    ``optim.max_time_s`` becomes ``n_members * time_per_member_s`` (vmapped members share the
-    wall clock).
+    Raises:
+        ValueError: the result sets a wall-clock budget (``optim.max_time_s``): networks of
+            reported experiments stop by their convergence rule, never by the clock.
     """
     raw = load_config(mc.base).to_dict()
     raw = _merge(raw, {"seed": int(seed), "model": dict(mc.model), "optim": dict(mc.optim)})
     if variant:
         raw = _merge(raw, variant)
-    if mc.time_per_member_s is not None:
-        raw["optim"]["max_time_s"] = float(mc.time_per_member_s) * n_members
+    if raw["optim"].get("max_time_s") is not None:
+        raise ValueError(
+            f"optim.max_time_s={raw['optim']['max_time_s']}: experiment networks stop by their "
+            "convergence rule, not a wall-clock budget; remove max_time_s from the preset or "
+            "the overrides."
+        )
     return RunConfig.from_dict(raw)
 
 
@@ -307,6 +310,7 @@ def _train_piece(
         "members": members,
         "epochs": _epochs_run(folder / "train"),
         "best_epoch": [int(e) for e in np.asarray(result.best_epoch)],
+        "networks": result.networks,
         "n_train": len(data[0]),
         "n_val": len(data[1]),
     }
@@ -360,7 +364,7 @@ def train_methods(
     info: dict = {"data_fingerprint": data_hash[:16]}
 
     n_trad = _members_needed(mc, methods)
-    base = run_config(mc, seed=seed, n_members=n_trad)
+    base = run_config(mc, seed=seed)
     recipe = {"config": base.to_dict(), "members": list(range(n_trad)), "data": data_hash}
     trad, info["traditional"] = _train_piece(
         [base] * n_trad,
@@ -378,14 +382,11 @@ def train_methods(
         groups = [_slice_group(trad, mc.n_diverse_traditional)]
         info["variants"] = []
         variants = mc.diverse_variants
-        alone = [run_config(mc, seed=seed, variant=v, n_members=1) for v in variants]
+        alone = [run_config(mc, seed=seed, variant=v) for v in variants]
         # Variants of equal shape (e.g. other r_max or learning rate) train as one vmapped piece.
         for indices in group_members(alone):
             members = [100 + i for i in indices]  # keys distinct from every traditional member
-            configs = [
-                run_config(mc, seed=seed, variant=variants[i], n_members=len(indices))
-                for i in indices
-            ]
+            configs = [run_config(mc, seed=seed, variant=variants[i]) for i in indices]
             if len(indices) == 1:  # the recipe of a single variant (earlier caches stay valid)
                 recipe = {"config": configs[0].to_dict(), "members": members, "data": data_hash}
             else:

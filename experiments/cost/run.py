@@ -134,13 +134,9 @@ def measure(config: CostConfig, seed: int, *, root, workdir: Path) -> dict:
         split = paper_split("300K", config.n_train, key=member_keys(seed, 0)[0], root=root)
         frames = subsample(load_3bpa("test_300K", root), config.infer_frames)
     mc = config.methods.with_model(num_features=config.num_features)
-    mc = dataclasses.replace(
-        mc, optim={**mc.optim, "max_epochs": config.epochs + 1}, time_per_member_s=None
-    )
+    # A fixed number of epochs: this experiment measures the cost per epoch, not accuracy.
+    mc = dataclasses.replace(mc, optim={**mc.optim, "max_epochs": config.epochs + 1})
     cfg = run_config(mc, seed=seed)
-    raw = cfg.to_dict()
-    raw["optim"]["max_time_s"] = None
-    cfg = type(cfg).from_dict(raw)
     data = (split.train, split.val)
     j = mc.n_traditional
     _log(f"seed {seed}: training 1 model for {config.epochs + 1} epochs")

@@ -112,13 +112,12 @@ PRESETS: dict[str, ALConfig] = {
         ),
         num_features=16,
     ),
-    # 2-core CPU: f = 8 instead of 16, 4 traditional members, a 4-member diverse ensemble
-    # (2 + 2 variants), 25 epochs per network (wall-clock cap 300 s), 200 structures per scan.
+    # 2-core CPU: f = 16 (8-D GMM features, the paper's setting), BIC over K = 1 … 49, 4
+    # traditional members, a 4-member diverse ensemble (2 + 2 variants), converged networks,
+    # 200 structures per scan.
     "cpu": ALConfig(
-        methods=dataclasses.replace(
-            CPU_METHODS, optim={"max_epochs": 25, "plateau_patience": 10}, time_per_member_s=300.0
-        ),
-        num_features=8,
+        methods=dataclasses.replace(CPU_METHODS, max_components=49),
+        num_features=16,
         max_scan_frames=200,
     ),
     "tiny": ALConfig(

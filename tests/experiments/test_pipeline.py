@@ -4,6 +4,7 @@ data-source checks, structure aggregation."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 
 import numpy as np
@@ -103,23 +104,24 @@ def test_fingerprint_sees_positions_labels_and_order():
     assert fingerprint([a, b]) != fingerprint([b, a])
 
 
-def test_run_config_applies_overrides_variant_and_budget():
+def test_run_config_applies_overrides_and_variant_and_refuses_a_clock():
     mc = MethodsConfig(
         base="cpu",
         model={"num_features": 8},
         optim={"max_epochs": 7},
-        time_per_member_s=10.0,
         n_traditional=3,
         n_diverse_traditional=2,
     )
-    cfg = run_config(mc, seed=5, n_members=3)
+    cfg = run_config(mc, seed=5)
     assert (cfg.seed, cfg.model["num_features"], cfg.optim.max_epochs) == (5, 8, 7)
-    assert cfg.optim.max_time_s == pytest.approx(30.0)
+    assert cfg.optim.max_time_s is None
     var = run_config(
         mc, seed=5, variant={"model": {"num_layers": 2}, "optim": {"learning_rate": 0.1}}
     )
     assert var.model["num_layers"] == 2 and var.model["num_features"] == 8
-    assert var.optim.learning_rate == 0.1 and var.optim.max_time_s == pytest.approx(10.0)
+    assert var.optim.learning_rate == 0.1
+    with pytest.raises(ValueError, match="max_time_s=60"):
+        run_config(dataclasses.replace(mc, optim={"max_time_s": 60}), seed=5)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,14 @@
+"""Learning curve: ``python -m experiments.learning_curve --preset cpu|tiny [--seeds 0 1]``
+(DFT train_300K draws of N = 50, 100, 250, 450 structures; converged single networks; test
+errors at 300/600/1200 K next to the published 500-structure NequIP numbers)."""
+
+from experiments.common.pipeline import experiment_main
+from experiments.learning_curve.run import PRESETS, run
+
+
+def main(argv=None) -> None:
+    experiment_main("learning_curve", __doc__, PRESETS, run, argv, trains_models=False)
+
+
+if __name__ == "__main__":
+    main()
