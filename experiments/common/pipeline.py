@@ -37,6 +37,7 @@ import ase
 import jax
 import numpy as np
 
+from experiments.common.networks import member_networks, read_metrics
 from nequip_jax._io import atomic_write_json
 from nequip_jax.data import SPLITS, DataError, search_folders
 from nequip_jax.model import Potential
@@ -253,7 +254,8 @@ class TrainedMethods(NamedTuple):
     """The trained methods (``None`` where not requested) and what their training cost.
 
     ``info`` holds, per piece, the wall time (s), the epochs run and the best epoch of every
-    member, and for the GMM the chosen number of components and the BIC table.
+    member, the per-member records ``networks`` (:func:`experiments.common.networks.
+    member_networks`), and for the GMM the chosen number of components and the BIC table.
     """
 
     single: Potential | None
@@ -309,6 +311,9 @@ def _train_piece(
         "best_epoch": [int(e) for e in np.asarray(result.best_epoch)],
         "n_train": len(data[0]),
         "n_val": len(data[1]),
+        "networks": member_networks(
+            read_metrics([folder / "train" / "metrics.jsonl"]), members, configs[0].optim
+        ),
     }
     atomic_write_json(done, {"recipe": recipe, "info": info})
     return group, {**info, "cached": False}
