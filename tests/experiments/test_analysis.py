@@ -30,6 +30,7 @@ from experiments.fig4_landscapes.analysis import (
 from experiments.fig5_active_learning.analysis import (
     improvement,
     improvement_table,
+    paired_difference,
     select_active,
     select_random,
     table_metrics,
@@ -204,6 +205,48 @@ def test_table_metrics_and_improvements():
     table = improvement_table([random, random, random], [active, active, active])
     assert table["eps_bar"]["abs"] == pytest.approx([0.05] * 3)
     assert table["eps_bar"]["n_better"] == 3 and table["eps_bar_200"]["n_better"] == 0
+    paired = table["eps_bar"]["paired"]
+    assert paired["diff"] == pytest.approx([-0.05] * 3)
+    assert paired["mean"] == pytest.approx(-0.05) and paired["sd"] == pytest.approx(0.0)
+    assert np.isnan(paired["p_value"])  # no spread: the t-test is undefined
+
+
+# Worked by hand: d = active − random = (−0.02, −0.03, 0.00, −0.03); mean −0.02;
+# sd = sqrt((0 + 1e-4 + 4e-4 + 1e-4) / 3) = sqrt(2e-4); t = mean / (sd / sqrt(4)) = −2√2; df 3.
+PAIRED_CASE = {
+    "active": [0.10, 0.12, 0.11, 0.13],
+    "random": [0.12, 0.15, 0.11, 0.16],
+    "diff": [-0.02, -0.03, 0.0, -0.03],
+    "mean": -0.02,
+    "sd": np.sqrt(2e-4),
+    "t": -2 * np.sqrt(2),
+    "df": 3,
+}
+
+
+def test_paired_difference_against_a_hand_worked_case():
+    case = PAIRED_CASE
+    got = paired_difference(case["active"], case["random"])
+    assert got["diff"] == pytest.approx(case["diff"])
+    assert got["mean"] == pytest.approx(case["mean"])
+    assert got["sd"] == pytest.approx(case["sd"])
+    assert got["n"] == 4
+    assert got["t"] == pytest.approx(case["t"])
+    assert got["p_value"] == pytest.approx(2 * stats.t.sf(abs(case["t"]), case["df"]))
+    assert got["p_value"] == pytest.approx(0.0663, abs=1e-4)  # 2 P(T_3 > 2√2), rounded
+
+
+def test_paired_difference_leaves_out_missing_seeds():
+    got = paired_difference([0.10, np.nan, 0.12, 0.13], [0.12, 0.2, 0.15, 0.14])
+    assert got["n"] == 3 and np.isnan(got["diff"][1])
+    d = np.array([-0.02, -0.03, -0.01])
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(3))
+    assert got["t"] == pytest.approx(t)
+    assert got["p_value"] == pytest.approx(2 * stats.t.sf(abs(t), 2))
+    one = paired_difference([0.1], [0.2])
+    assert one["mean"] == pytest.approx(-0.1) and np.isnan(one["sd"]) and np.isnan(one["p_value"])
+    with pytest.raises(ValueError, match="equal"):
+        paired_difference([0.1, 0.2], [0.1])
 
 
 # ------------------------------------------------------------------------------------ cost
