@@ -694,8 +694,8 @@ def experiment_main(
     """Command line of one experiment (``python -m experiments.<name>``).
 
     Parses the common arguments (:func:`add_common_arguments`) and calls ``run(config, workdir,
-    seeds=..., data=..., root=..., [models_dir=..., verbose=...], **extra)`` with the outputs in
-    ``runs/<name>/<preset>-<data>`` unless ``--workdir`` is given.
+    seeds=..., data=..., root=..., preset=..., [models_dir=..., verbose=...], **extra)`` with the
+    outputs in ``runs/<name>/<preset>-<data>`` unless ``--workdir`` is given.
 
     Args:
         name: the experiment's package below ``experiments``.
@@ -723,6 +723,7 @@ def experiment_main(
         "seeds": seeds_from_args(args, config.seeds),
         "data": data,
         "root": data_root(data, args.data_root),
+        "preset": args.preset,
     }
     if trains_models:
         options["models_dir"] = Path(args.models or runs / "models" / args.preset)

@@ -22,6 +22,7 @@ __all__ = [
     "table_metrics",
     "improvement",
     "paired_difference",
+    "format_p",
     "improvement_table",
 ]
 
@@ -80,7 +81,9 @@ def paired_difference(active: Sequence[float], random: Sequence[float]) -> dict:
     a = np.asarray(active, np.float64)
     r = np.asarray(random, np.float64)
     if a.shape != r.shape or a.ndim != 1:
-        raise ValueError(f"paired values need equal 1-D shapes: active {a.shape}, random {r.shape}.")
+        raise ValueError(
+            f"paired values need equal 1-D shapes: active {a.shape}, random {r.shape}."
+        )
     keep = np.isfinite(a) & np.isfinite(r)
     diff = np.where(keep, a - r, np.nan)
     d = diff[keep]
@@ -101,6 +104,14 @@ def paired_difference(active: Sequence[float], random: Sequence[float]) -> dict:
         "t": t,
         "p_value": p,
     }
+
+
+def format_p(p: float) -> str:
+    """A p-value for a table: ``"p = 0.062"``, ``"p < 0.001"``, ``"p n/a"`` (NaN)."""
+    p = float(p)
+    if not np.isfinite(p):
+        return "p n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def improvement_table(
