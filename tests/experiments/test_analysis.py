@@ -14,6 +14,7 @@ from scipy import stats
 
 from experiments.common.pipeline import Prediction
 from experiments.common.plots import _grid
+from experiments.cost.analysis import claims as cost_claims
 from experiments.cost.analysis import epoch_times, ratio, split_compile
 from experiments.fig2_uncertainty.analysis import (
     method_metrics,
@@ -250,6 +251,32 @@ def test_paired_difference_leaves_out_missing_seeds():
 
 
 # ------------------------------------------------------------------------------------ cost
+
+
+def test_cost_claims_per_seed():
+    def seed(gmm_ms, ens_ms, fit_s, epoch_s):
+        return {
+            "inference": {"single_gmm_ms": gmm_ms, "ensemble_ms": ens_ms},
+            "gmm_fit_s": fit_s,
+            "train_single": {"epoch_s": epoch_s},
+        }
+
+    results = {
+        "config": {"n_infer_members": 10, "methods": {"n_traditional": 4, "max_components": 20}},
+        "per_seed": {"0": seed(2.0, 24.0, 3.0, 1.0), "1": seed(3.0, 21.0, 5.0, 1.2)},
+        # Seed 0 meets both criteria (12 ≥ 8; 3.6 / 4 = 0.9 ≥ 0.5), seed 1 neither (7; 0.4).
+        "summary": {
+            "inference_ensemble_vs_gmm": [12.0, 7.0],
+            "inference_gmm_overhead": [1.0, 1.1],
+            "train_epoch_ratio": [3.6, 1.6],
+        },
+    }
+    inference, training = cost_claims(results)
+    assert (inference["seeds_supporting"], inference["n_seeds"]) == (1, 2)
+    assert (training["seeds_supporting"], training["n_seeds"]) == (1, 2)
+    assert "= 9.5 ± 3.5 (2.50 ± 0.71 vs 22.5 ± 2.1 ms/structure" in inference["measured"]
+    assert "(0.65 ± 0.35 per member)" in training["measured"]
+    assert "4.0 ± 1.4 s vs 1.1 ± 0.1 s per single-model epoch" in training["measured"]
 
 
 def test_epoch_times_counts_each_epoch_once(tmp_path):
