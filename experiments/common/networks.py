@@ -208,9 +208,11 @@ def networks_from_logs(
     *,
     seed: int,
     stage: str | None = None,
+    piece: str | None = None,
 ) -> list[dict]:
     """``networks`` entries of networks trained outside the cached pieces (a training folder
-    with its ``metrics.jsonl``): one per member, named ``"{name} member {m}"``."""
+    with its ``metrics.jsonl``): one per member, named ``"{name} member {m}"``; ``piece`` names
+    the training folder when other runs may share it."""
     records = member_networks(read_metrics(logs), members, optim)
-    piece = {"folder": None, "cached": False}
+    piece = {"folder": piece, "cached": False}
     return [_entry(f"{name} member {r['member']}", seed, r, stage, piece) for r in records]
