@@ -19,6 +19,8 @@ deviation), B gives the conformal quantile q̂ of ε / ĝ(U) at level 1 − α. 
 report gives the coverage of ε ≤ q̂ ĝ(U) (guaranteed ≥ 1 − α only where test atoms are
 exchangeable with calibration atoms, i.e. test_300K), the mean bound, the miscalibration area of
 the Gaussian error model σ = ĝ(U) / E[χ₃/√3] (Kuleshov et al. 2018) and Spearman(U, ε).
+``calibration.json`` ends with the run's ``provenance`` (preset and seed of the on-the-fly run;
+the labelled structure files of its cache). Nothing is trained here.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import jax
 import numpy as np
 
 from experiments.calibration.plots import calibration_figure, coverage_figure
+from experiments.common.provenance import begin_run, provenance
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.oracle import XTBOracle
 from nequip_jax.otf import OTFConfig, Surrogate, load_state, run_keys
@@ -188,6 +191,7 @@ def evaluate(methods: dict, test_names: list[str], alpha: float) -> list[dict]:
 
 def run(config: CalibrationConfig, out: str | Path) -> dict:
     """Fit the calibrators, evaluate coverage and calibration, write JSON, PNG and markdown."""
+    begun = begin_run()
     out = Path(out)
     otf_dir = Path(config.otf_workdir)
     results = json.loads((otf_dir / "results.json").read_text())
@@ -222,6 +226,13 @@ def run(config: CalibrationConfig, out: str | Path) -> dict:
         "llpr": llpr_info,
         "stand_ins": notes,
         "rows": rows,
+        "provenance": provenance(
+            begun,
+            preset=results.get("preset"),
+            seeds=[otf.seed],
+            data_source="xtb" if otf.labels == "oracle" else "files",
+            data_files={p.stem: p for p in sorted((otf_dir / "cache").glob("*.xyz"))},
+        ),
     }
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "calibration.json", report)

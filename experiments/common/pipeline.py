@@ -256,7 +256,8 @@ class TrainedMethods(NamedTuple):
     """The trained methods (``None`` where not requested) and what their training cost.
 
     ``info`` holds, per piece, the wall time (s), the epochs run and the best epoch of every
-    member, and for the GMM the chosen number of components and the BIC table.
+    member, the per-member records ``networks`` (:func:`experiments.common.networks.
+    member_networks`), and for the GMM the chosen number of components and the BIC table.
     """
 
     single: Potential | None
@@ -690,8 +691,8 @@ def experiment_main(
     """Command line of one experiment (``python -m experiments.<name>``).
 
     Parses the common arguments (:func:`add_common_arguments`) and calls ``run(config, workdir,
-    seeds=..., data=..., root=..., [models_dir=..., verbose=...], **extra)`` with the outputs in
-    ``runs/<name>/<preset>-<data>`` unless ``--workdir`` is given.
+    seeds=..., data=..., root=..., preset=..., [models_dir=..., verbose=...], **extra)`` with the
+    outputs in ``runs/<name>/<preset>-<data>`` unless ``--workdir`` is given.
 
     Args:
         name: the experiment's package below ``experiments``.
@@ -719,6 +720,7 @@ def experiment_main(
         "seeds": seeds_from_args(args, config.seeds),
         "data": data,
         "root": data_root(data, args.data_root),
+        "preset": args.preset,
     }
     if trains_models:
         options["models_dir"] = Path(args.models or runs / "models" / args.preset)

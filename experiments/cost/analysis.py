@@ -1,14 +1,17 @@
-"""Pure helpers of the cost experiment: epoch times from a training log, timing summaries."""
+"""Pure helpers of the cost experiment: epoch times from a training log, timing summaries and
+the paper's cost claim checked per seed."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["epoch_times", "split_compile", "ratio"]
+from experiments.common.pipeline import format_mean_sd
+
+__all__ = ["epoch_times", "split_compile", "ratio", "claims"]
 
 
 def epoch_times(metrics_path: str | Path) -> np.ndarray:
@@ -40,3 +43,64 @@ def ratio(numerator: Sequence[float], denominator: Sequence[float]) -> list[floa
     if a.shape != b.shape:
         raise ValueError(f"paired lists differ in length: {a.shape} vs {b.shape}.")
     return (a / b).tolist()
+
+
+def claims(results: Mapping) -> list[dict]:
+    """The paper's cost claim ("order-of-magnitude reduced computational cost" of a single model
+    + GMM against a 10-member ensemble), checked per seed on a cost ``results.json``.
+
+    - inference: the ``n_infer_members``-member ensemble σ costs at least 0.8 × its member count
+      times the single model + GMM NLL (≥ 8 for 10 members: "about a tenth");
+    - training: one vmapped J-member epoch costs at least J / 2 single-model epochs (an
+      ensemble's training cost grows with its members; vmap does not make it free).
+
+    Returns:
+        rows with ``claim``, ``measured`` (text, mean ± sd over seeds), ``seeds_supporting`` and
+        ``n_seeds``.
+    """
+    config, summary = results["config"], results["summary"]
+    per_seed = list(results["per_seed"].values())
+    n_inf = int(config["n_infer_members"])
+    j = int(config["methods"]["n_traditional"])
+    k_max = config["methods"]["max_components"]
+    inference = [float(x) for x in summary["inference_ensemble_vs_gmm"]]
+    overhead = summary["inference_gmm_overhead"]
+    epoch_ratio = [float(x) for x in summary["train_epoch_ratio"]]
+
+    def col(*path):
+        out = []
+        for v in per_seed:
+            for key in path:
+                v = v[key]
+            out.append(v)
+        return out
+
+    def row(claim, measured, flags):
+        return {
+            "claim": claim,
+            "measured": measured,
+            "seeds_supporting": int(sum(flags)),
+            "n_seeds": len(flags),
+        }
+
+    need = 0.8 * n_inf
+    return [
+        row(
+            f"a single model + GMM costs about a tenth of a {n_inf}-member ensemble: inference "
+            f"(ensemble / single + GMM ≥ {need:g} per seed)",
+            f"{n_inf}-member ensemble σ / (single + GMM NLL) = {format_mean_sd(inference, 1, 1)} "
+            f"({format_mean_sd(col('inference', 'single_gmm_ms'), 1, 2)} vs "
+            f"{format_mean_sd(col('inference', 'ensemble_ms'), 1, 1)} ms/structure end to end); "
+            f"single + GMM NLL / forces only = {format_mean_sd(overhead, 1, 2)}",
+            [r >= need for r in inference],
+        ),
+        row(
+            f"… training: an ensemble's training cost grows with its members (one vmapped "
+            f"{j}-member epoch ≥ {j / 2:g} single-model epochs per seed)",
+            f"one vmapped {j}-member epoch = {format_mean_sd(epoch_ratio, 1, 2)} single-model "
+            f"epochs ({format_mean_sd([r / j for r in epoch_ratio], 1, 2)} per member); GMM fit "
+            f"(BIC over K ≤ {k_max}) {format_mean_sd(col('gmm_fit_s'), 1, 1)} s vs "
+            f"{format_mean_sd(col('train_single', 'epoch_s'), 1, 1)} s per single-model epoch",
+            [r / j >= 0.5 for r in epoch_ratio],
+        ),
+    ]

@@ -27,6 +27,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from experiments.common.networks import networks_from_logs
 from experiments.common.pipeline import (
     KEY_TAGS,
     MethodsConfig,
@@ -37,7 +38,8 @@ from experiments.common.pipeline import (
     run_config,
     subsample,
 )
-from experiments.cost.analysis import epoch_times, ratio, split_compile
+from experiments.common.provenance import begin_run, provenance
+from experiments.cost.analysis import claims, epoch_times, ratio, split_compile
 from experiments.fig2_uncertainty.run import TINY_METHODS
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
@@ -127,16 +129,22 @@ def _interleaved(fns: dict, frames, rounds: int) -> dict[str, float]:
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+def _timed_config(config: CostConfig, seed: int):
+    """The methods settings and the run configuration of the timed trainings (a fixed number of
+    epochs, no time budget)."""
+    mc = config.methods.with_model(num_features=config.num_features)
+    # A fixed number of epochs: this experiment measures the cost per epoch, not accuracy.
+    mc = dataclasses.replace(mc, optim={**mc.optim, "max_epochs": config.epochs + 1})
+    return mc, run_config(mc, seed=seed)
+
+
 def measure(config: CostConfig, seed: int, *, root, workdir: Path) -> dict:
     """One repeat of every measurement (see the module docstring)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StandInWarning)
         split = paper_split("300K", config.n_train, key=member_keys(seed, 0)[0], root=root)
         frames = subsample(load_3bpa("test_300K", root), config.infer_frames)
-    mc = config.methods.with_model(num_features=config.num_features)
-    # A fixed number of epochs: this experiment measures the cost per epoch, not accuracy.
-    mc = dataclasses.replace(mc, optim={**mc.optim, "max_epochs": config.epochs + 1})
-    cfg = run_config(mc, seed=seed)
+    mc, cfg = _timed_config(config, seed)
     data = (split.train, split.val)
     j = mc.n_traditional
     _log(f"seed {seed}: training 1 model for {config.epochs + 1} epochs")
@@ -195,15 +203,32 @@ def run(
     data: str,
     root: Path | None,
     models_dir: str | Path | None = None,
+    preset: str | None = None,
     verbose: bool = False,
 ) -> dict:
-    """Every measurement for every seed; writes results.json and section.md."""
+    """Every measurement for every seed; writes results.json (with the timed ``networks`` and
+    the run's ``provenance``) and section.md."""
     del models_dir, verbose  # timings are never cached; training is silent
     workdir = Path(workdir)
+    begun = begin_run()
     start = time.perf_counter()
     sources = check_source(data, root, ["train_300K", "test_300K"])
     per_seed = {seed: measure(config, seed, root=root, workdir=workdir) for seed in seeds}
     vals = list(per_seed.values())
+    networks = []
+    for seed in seeds:
+        optim = _timed_config(config, seed)[1].optim
+        folder = workdir / f"seed{seed}"
+        networks += networks_from_logs(
+            "single model", [folder / "single" / "metrics.jsonl"], [0], optim, seed=seed
+        )
+        networks += networks_from_logs(
+            f"{config.methods.n_traditional}-member vmapped ensemble",
+            [folder / "ensemble" / "metrics.jsonl"],
+            list(range(config.methods.n_traditional)),
+            optim,
+            seed=seed,
+        )
     summary = {
         "train_epoch_ratio": ratio(
             [v["train_ensemble"]["epoch_s"] for v in vals],
@@ -221,13 +246,17 @@ def run(
     results = {
         "config": json.loads(json.dumps(dataclasses.asdict(config))),
         "data": data,
-        "data_files": sources,
         "seeds": list(seeds),
         "per_seed": per_seed,
         "summary": summary,
+        "networks": networks,
         "hardware": hardware_note(),
         "wall_time_s": time.perf_counter() - start,
+        "provenance": provenance(
+            begun, preset=preset, seeds=seeds, data_source=data, data_files=sources
+        ),
     }
+    results["claims"] = claims(results)
     atomic_write_json(workdir / "results.json", results)
     atomic_write_text(workdir / "section.md", report(results, config))
     _log(f"wrote {workdir / 'section.md'} ({results['wall_time_s'] / 60:.1f} min)")

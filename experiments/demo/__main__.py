@@ -11,7 +11,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default="runs/demo")
     args = parser.parse_args()
-    run(PRESETS[args.preset], args.workdir, seed=args.seed)
+    run(PRESETS[args.preset], args.workdir, seed=args.seed, preset=args.preset)
 
 
 if __name__ == "__main__":

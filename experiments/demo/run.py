@@ -3,7 +3,8 @@
 Steps: draw ``D_train,100^300`` (seeded); train a single NequIP and a J-member ensemble (one
 vmapped group) on it; fit the GMM on the single model's training features (BIC); evaluate both on
 ``test_300K``, ``test_600K`` and ``test_1200K``; write ``report.md`` with the accuracy table,
-Fig. 2-style histograms, Fig. 3-style TPR/PPV maps, summary metrics and a cost table.
+Fig. 2-style histograms, Fig. 3-style TPR/PPV maps, summary metrics and a cost table, and
+``results.json`` with the numbers, the trained ``networks`` and the run's ``provenance``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.common.pipeline import subsample
+from experiments.common.networks import networks_from_logs
+from experiments.common.pipeline import check_source, subsample
 from experiments.common.plots import tpr_ppv_maps, uncertainty_vs_error
+from experiments.common.provenance import begin_run, provenance
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
 from nequip_jax.evaluate import per_atom_force_rmse
@@ -81,8 +84,10 @@ def _time_predict(fn, frames, repeats: int = 2) -> float:
     return (time.perf_counter() - start) / (repeats * len(frames))
 
 
-def run(demo: DemoConfig, workdir: str | Path, *, seed: int = 0) -> Path:
+def run(demo: DemoConfig, workdir: str | Path, *, seed: int = 0, preset: str | None = None) -> Path:
     """Run the demo; returns the path of ``report.md``."""
+    begun = begin_run()
+    start = time.perf_counter()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     overrides = [
@@ -93,9 +98,10 @@ def run(demo: DemoConfig, workdir: str | Path, *, seed: int = 0) -> Path:
         f"optim.max_epochs={demo.max_epochs}",
     ]
     config = load_config(demo.base, overrides)
-    split = paper_split(
-        "300K", demo.n_train, key=member_keys(seed, 0)[0], root=config.data.root
-    )
+    root = None if config.data.root is None else Path(config.data.root)
+    source = "dft" if root is None else root.name
+    sources = check_source(source, root, ["train_300K", *demo.test_splits])
+    split = paper_split("300K", demo.n_train, key=member_keys(seed, 0)[0], root=config.data.root)
     data = (split.train, split.val)
     _log(f"D_train,{demo.n_train}^300: {len(split.train)} train + {len(split.val)} validation")
 
@@ -172,6 +178,19 @@ def run(demo: DemoConfig, workdir: str | Path, *, seed: int = 0) -> Path:
         "infer_ensemble_ms": 1000 * _time_predict(ensemble.predict, timing),
         "ensemble_members": ensemble.n_members,
     }
+    results["networks"] = networks_from_logs(
+        "single model", [workdir / "single" / "metrics.jsonl"], [0], config.optim, seed=seed
+    ) + networks_from_logs(
+        f"{ensemble.n_members}-member ensemble",
+        sorted((workdir / "ensemble").glob("group*/metrics.jsonl")),
+        list(range(ensemble.n_members)),
+        config.optim,
+        seed=seed,
+    )
+    results["wall_time_s"] = time.perf_counter() - start
+    results["provenance"] = provenance(
+        begun, preset=preset, seeds=[seed], data_source=source, data_files=sources
+    )
     atomic_write_json(workdir / "results.json", results)
     report = _report(demo, seed, results, figures, table, n_components, len(split.train))
     atomic_write_text(workdir / "report.md", report)

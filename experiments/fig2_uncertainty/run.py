@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from experiments.common.networks import networks_from_info
 from experiments.common.pipeline import (
     LABELS,
     METHODS,
@@ -33,6 +34,7 @@ from experiments.common.pipeline import (
     training_summary,
 )
 from experiments.common.plots import uncertainty_vs_error
+from experiments.common.provenance import begin_run, provenance
 from experiments.fig2_uncertainty.analysis import (
     TEMPERATURE_TESTS,
     method_metrics,
@@ -209,10 +211,13 @@ def run(
     data: str,
     root: Path | None,
     models_dir: str | Path,
+    preset: str | None = None,
     verbose: bool = False,
 ) -> dict:
-    """Run Fig. 2 for every combo and seed; writes results.json, figures and section.md."""
+    """Run Fig. 2 for every combo and seed; writes results.json (with the trained ``networks``
+    and the run's ``provenance``), figures and section.md."""
     workdir, models_dir = Path(workdir), Path(models_dir) / data
+    begun = begin_run()
     start = time.perf_counter()
     splits = ["train_300K", *TEMPERATURE_TESTS]
     if any(c.setting == "mixed" for c in config.combos):
@@ -220,6 +225,7 @@ def run(
     sources = check_source(data, root, splits)
     per_seed: dict = {}
     training: dict = {}
+    networks: list[dict] = []
     figures = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StandInWarning)
@@ -236,6 +242,9 @@ def run(
                     verbose=verbose,
                 )
                 training[combo.name][seed] = training_summary(info)
+                networks += networks_from_info(
+                    info, seed=seed, stage=combo.name, models_dir=models_dir / combo.name
+                )
                 per_seed[combo.name][seed] = {
                     test: {m: method_metrics(p) for m, p in by_method.items()}
                     for test, by_method in preds.items()
@@ -245,14 +254,17 @@ def run(
     results = {
         "config": _config_dict(config),
         "data": data,
-        "data_files": sources,
         "seeds": list(seeds),
         "per_seed": per_seed,
         "aggregate": {c: aggregate_seeds(list(per_seed[c].values())) for c in per_seed},
         "claims": {c.name: claims(per_seed[c.name], c) for c in config.combos},
         "training": training,
+        "networks": networks,
         "hardware": hardware_note(),
         "wall_time_s": time.perf_counter() - start,
+        "provenance": provenance(
+            begun, preset=preset, seeds=seeds, data_source=data, data_files=sources
+        ),
     }
     atomic_write_json(workdir / "results.json", results)
     atomic_write_text(workdir / "section.md", report(results, figures))

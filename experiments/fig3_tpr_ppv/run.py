@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from experiments.common.networks import networks_from_info
 from experiments.common.pipeline import (
     LABELS,
     METHODS,
@@ -21,6 +22,7 @@ from experiments.common.pipeline import (
     hardware_note,
 )
 from experiments.common.plots import tpr_ppv_maps
+from experiments.common.provenance import begin_run, provenance
 from experiments.fig2_uncertainty.analysis import TEMPERATURE_TESTS
 from experiments.fig2_uncertainty.run import PRESETS, UQConfig, _config_dict, train_and_predict
 from experiments.fig3_tpr_ppv.analysis import map_distance, map_summary, rate_map
@@ -46,20 +48,24 @@ def run(
     root: Path | None,
     models_dir: str | Path,
     predictions_dir: str | Path,
+    preset: str | None = None,
     verbose: bool = False,
 ) -> dict:
-    """Maps and their summaries for every combo, seed and test set."""
+    """Maps and their summaries for every combo, seed and test set; results.json also lists
+    the networks behind the predictions and the run's provenance."""
     workdir, models_dir = Path(workdir), Path(models_dir) / data
+    begun = begin_run()
     start = time.perf_counter()
     sources = check_source(data, root, ["train_300K", "train_mixedT", *TEMPERATURE_TESTS])
     per_seed: dict = {}
+    networks: list[dict] = []
     figures = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StandInWarning)
         for combo in config.combos:
             per_seed[combo.name] = {}
             for seed in seeds:
-                preds, _ = train_and_predict(
+                preds, info = train_and_predict(
                     config,
                     combo,
                     seed,
@@ -67,6 +73,9 @@ def run(
                     models_dir=models_dir,
                     cache_dir=Path(predictions_dir),
                     verbose=verbose,
+                )
+                networks += networks_from_info(
+                    info, seed=seed, stage=combo.name, models_dir=models_dir / combo.name
                 )
                 per_seed[combo.name][seed] = {}
                 for test, by_method in preds.items():
@@ -88,14 +97,17 @@ def run(
     results = {
         "config": _config_dict(config),
         "data": data,
-        "data_files": sources,
         "seeds": list(seeds),
         "level": LEVEL,
         "per_seed": per_seed,
         "aggregate": {c: aggregate_seeds(list(per_seed[c].values())) for c in per_seed},
         "claims": {c: claims(per_seed[c]) for c in per_seed},
+        "networks": networks,
         "hardware": hardware_note(),
         "wall_time_s": time.perf_counter() - start,
+        "provenance": provenance(
+            begun, preset=preset, seeds=seeds, data_source=data, data_files=sources
+        ),
     }
     atomic_write_json(workdir / "results.json", results)
     atomic_write_text(workdir / "section.md", report(results, figures))

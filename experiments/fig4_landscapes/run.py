@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.common.networks import networks_from_info
 from experiments.common.pipeline import (
     LABELS,
     METHODS,
@@ -31,6 +32,7 @@ from experiments.common.pipeline import (
     training_summary,
 )
 from experiments.common.plots import landscapes
+from experiments.common.provenance import begin_run, provenance
 from experiments.fig2_uncertainty.run import CPU_METHODS, TINY_METHODS, Combo
 from experiments.fig4_landscapes.analysis import compare_landscapes, landscape_values
 from nequip_jax._io import atomic_write_json, atomic_write_text
@@ -104,10 +106,13 @@ def run(
     data: str,
     root: Path | None,
     models_dir: str | Path,
+    preset: str | None = None,
     verbose: bool = False,
 ) -> dict:
-    """Landscapes and their correlations for every seed and scan."""
+    """Landscapes and their correlations for every seed and scan; results.json also lists the
+    trained networks and the run's provenance."""
     workdir, models_dir = Path(workdir), Path(models_dir) / data
+    begun = begin_run()
     start = time.perf_counter()
     combo = config.combo
     scans = [scan_split(b) for b in config.betas]
@@ -118,6 +123,7 @@ def run(
         raise ValueError(f"{missing}: scans need reference energies and forces (xTB twin).")
     per_seed: dict = {}
     training: dict = {}
+    networks: list[dict] = []
     figures = []
     for seed in seeds:
         with warnings.catch_warnings():
@@ -134,6 +140,7 @@ def run(
             verbose=verbose,
         )
         training[seed] = training_summary(trained.info)
+        networks += networks_from_info(trained.info, seed=seed, models_dir=models_dir / combo.name)
         per_seed[seed] = {}
         for scan, scan_frames in frames.items():
             preds = predict_methods(
@@ -151,15 +158,18 @@ def run(
     results = {
         "config": json.loads(json.dumps(dataclasses.asdict(config))),
         "data": data,
-        "data_files": sources,
         "seeds": list(seeds),
         "n_structures": {s: len(fr) for s, fr in frames.items()},
         "per_seed": per_seed,
         "aggregate": aggregate_seeds(list(per_seed.values())),
         "claims": claims(per_seed, config.resemble),
         "training": training,
+        "networks": networks,
         "hardware": hardware_note(),
         "wall_time_s": time.perf_counter() - start,
+        "provenance": provenance(
+            begun, preset=preset, seeds=seeds, data_source=data, data_files=sources
+        ),
     }
     atomic_write_json(workdir / "results.json", results)
     atomic_write_text(workdir / "section.md", report(results, figures, config))

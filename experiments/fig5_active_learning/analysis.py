@@ -1,7 +1,7 @@
 """Selection and the Table I numbers of the active-learning experiment (Zhu et al. 2023).
 
 Pure functions: pool scores → selected indices (Eq. (12)); per-atom errors → ε̄, ε̄_200, ε_max;
-paired active-vs-random improvements over seeds.
+paired active-vs-random improvements over seeds and their paired t-test.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
+from scipy import stats
 
 from experiments.common.pipeline import Prediction, compare_to_spread
 from nequip_jax.uncertainty.metrics import active_learning_score, error_summary, select_top
@@ -20,6 +21,8 @@ __all__ = [
     "select_random",
     "table_metrics",
     "improvement",
+    "paired_difference",
+    "format_p",
     "improvement_table",
 ]
 
@@ -63,12 +66,61 @@ def improvement(random: Mapping[str, float], active: Mapping[str, float]) -> dic
     return out
 
 
+def paired_difference(active: Sequence[float], random: Sequence[float]) -> dict:
+    """Per-seed paired difference active − random (negative: active learning better) and a
+    two-sided paired t-test of "no difference" (:func:`scipy.stats.ttest_rel`).
+
+    Seeds where either value is not finite (e.g. ε̄_200 without an atom above 200 meV/Å) are
+    left out of the statistics; their ``diff`` is NaN.
+
+    Returns:
+        ``active``, ``random`` and ``diff`` (per seed, in the input order), ``mean`` and ``sd``
+        (ddof = 1) of the differences, ``n`` (seeds used), ``t`` and ``p_value`` (NaN for fewer
+        than two seeds or differences without spread, where the test is undefined).
+    """
+    a = np.asarray(active, np.float64)
+    r = np.asarray(random, np.float64)
+    if a.shape != r.shape or a.ndim != 1:
+        raise ValueError(
+            f"paired values need equal 1-D shapes: active {a.shape}, random {r.shape}."
+        )
+    keep = np.isfinite(a) & np.isfinite(r)
+    diff = np.where(keep, a - r, np.nan)
+    d = diff[keep]
+    n = int(d.size)
+    mean = float(np.mean(d)) if n else float("nan")
+    sd = float(np.std(d, ddof=1)) if n > 1 else float("nan")
+    t = p = float("nan")
+    if n > 1 and sd > 0:
+        test = stats.ttest_rel(a[keep], r[keep])
+        t, p = float(test.statistic), float(test.pvalue)
+    return {
+        "active": a.tolist(),
+        "random": r.tolist(),
+        "diff": diff.tolist(),
+        "mean": mean,
+        "sd": sd,
+        "n": n,
+        "t": t,
+        "p_value": p,
+    }
+
+
+def format_p(p: float) -> str:
+    """A p-value for a table: ``"p = 0.062"``, ``"p < 0.001"``, ``"p n/a"`` (NaN)."""
+    p = float(p)
+    if not np.isfinite(p):
+        return "p n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 def improvement_table(
     random: Sequence[Mapping[str, float]], active: Sequence[Mapping[str, float]]
 ) -> dict:
     """Over seeds (paired lists, one metrics dict per seed): for every Table I metric, the
-    absolute and percentage improvements and their :func:`compare_to_spread` verdict against
-    the spread of the improvements and of the random baseline."""
+    absolute and percentage improvements, their :func:`compare_to_spread` verdict against the
+    spread of the improvements and of the random baseline, and ``paired``: the paired difference
+    active − random with its t-test (:func:`paired_difference`)."""
     out = {}
     for key, _ in TABLE_METRICS:
         imp = [improvement(r, a)[key] for r, a in zip(random, active)]
@@ -79,5 +131,8 @@ def improvement_table(
             "random": [float(r[key]) for r in random],
             "active": [float(a[key]) for a in active],
             **compare_to_spread(abs_imp, [float(r[key]) for r in random]),
+            "paired": paired_difference(
+                [float(a[key]) for a in active], [float(r[key]) for r in random]
+            ),
         }
     return out

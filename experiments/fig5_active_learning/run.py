@@ -5,7 +5,9 @@ methods; score every pool structure by its most uncertain atom (Eq. (12)) and ad
 to the training set — one new set per method — or N random pool structures (one set shared by
 the methods); retrain every method from scratch on its active set and on the random set; compare
 ε̄, ε̄_200 and ε_max on the β scans. Improvements are paired per seed and reported as mean ± sd
-with a verdict on whether they exceed the seed-to-seed spread.
+with a verdict on whether they exceed the seed-to-seed spread, and as the paired difference
+active − random with a two-sided paired t-test. ``results.json`` lists every network trained
+(initial, and retrained per selection) and the run's provenance.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from experiments.common.networks import networks_from_info
 from experiments.common.pipeline import (
     KEY_TAGS,
     LABELS,
@@ -33,10 +36,12 @@ from experiments.common.pipeline import (
     train_methods,
 )
 from experiments.common.plots import error_distributions
+from experiments.common.provenance import begin_run, provenance
 from experiments.fig2_uncertainty.run import CPU_METHODS, TINY_METHODS
 from experiments.fig4_landscapes.run import scan_split
 from experiments.fig5_active_learning.analysis import (
     TABLE_METRICS,
+    format_p,
     improvement_table,
     select_active,
     select_random,
@@ -148,10 +153,12 @@ def run(
     data: str,
     root: Path | None,
     models_dir: str | Path,
+    preset: str | None = None,
     verbose: bool = False,
 ) -> dict:
     """One active-learning round per seed, Table I over seeds; writes results, figures, report."""
     workdir, models_dir = Path(workdir), Path(models_dir) / data
+    begun = begin_run()
     start = time.perf_counter()
     scans = [scan_split(b) for b in config.betas]
     sources = check_source(data, root, ["train_300K", *scans])
@@ -160,6 +167,7 @@ def run(
     n_add = config.n_add or config.n_train
     folder = models_dir / f"300K_n{config.n_train}_f{config.num_features}"  # shared with Fig. 2/4
     per_seed: dict = {}
+    networks: list[dict] = []
     figures = []
     for seed in seeds:
         t_seed = time.perf_counter()
@@ -171,6 +179,7 @@ def run(
         initial = train_methods(
             mc, seed=seed, data=(split.train, split.val), models_dir=folder, verbose=verbose
         )
+        networks += networks_from_info(initial.info, seed=seed, stage="initial", models_dir=folder)
         cache = workdir / "predictions" / f"seed{seed}"
         pool_pred = predict_methods(initial, pool, cache=cache / "pool.npz")
         chosen = {m: select_active(pool_pred[m], n_add) for m in METHODS}
@@ -188,6 +197,10 @@ def run(
                 models_dir=folder,
                 methods=methods,
                 verbose=verbose,
+            )
+            stage = "random" if scheme == "random" else f"active {scheme}"
+            networks += networks_from_info(
+                trained[scheme].info, seed=seed, stage=stage, models_dir=folder
             )
         errors: dict = {"initial": {}, "active": {}, "random": {}}
         eps_keep: dict = {}
@@ -246,23 +259,38 @@ def run(
         }
         for scan in scans
     }
+    _add_paper_numbers(table)
     results = {
         "config": json.loads(json.dumps(dataclasses.asdict(config))),
         "data": data,
-        "data_files": sources,
         "seeds": list(seeds),
         "n_pool": len(pool),
         "n_add": n_add,
         "n_scan_structures": {s: len(f) for s, f in scan_frames.items()},
         "per_seed": per_seed,
         "table_I": table,
+        "networks": networks,
         "hardware": hardware_note(),
         "wall_time_s": time.perf_counter() - start,
+        "provenance": provenance(
+            begun, preset=preset, seeds=seeds, data_source=data, data_files=sources
+        ),
     }
     atomic_write_json(workdir / "results.json", results)
     atomic_write_text(workdir / "section.md", report(results, figures))
     _log(f"wrote {workdir / 'section.md'} ({results['wall_time_s'] / 60:.1f} min)")
     return results
+
+
+def _add_paper_numbers(table: dict) -> None:
+    """Put the paper's Table I entry (:data:`PAPER_TABLE_I`: improvement random − active, meV/Å
+    and %) next to ours, as ``table[scan][method][metric]["paper"]``, where the paper has one."""
+    for scan, by_method in table.items():
+        for method, by_metric in by_method.items():
+            for key, row in by_metric.items():
+                paper = PAPER_TABLE_I.get(scan, {}).get(key, {}).get(method)
+                if paper is not None:
+                    row["paper"] = {"improvement_meV_per_A": paper[0], "improvement_pct": paper[1]}
 
 
 def _seconds(info: dict) -> float:
@@ -283,11 +311,12 @@ def report(results: dict, figures) -> str:
         "Improvement = random − active (positive: active learning better), mean ± sd over seeds; "
         "verdict 'yes' when the mean improvement exceeds the larger of the sd of the "
         "improvements and the sd of the random baseline (n_better = seeds with a positive "
-        "improvement). Paper: single runs, f = 16.",
+        "improvement); p: two-sided paired t-test of active vs random over seeds. Paper: single "
+        "runs, f = 16.",
         "",
         "| scan | metric | method | random (meV/Å) | active (meV/Å) | improvement (meV/Å) | "
-        "improvement (%) | beyond spread? (n_better) | paper (meV/Å, %) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "improvement (%) | beyond spread? (n_better) | p | paper (meV/Å, %) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for scan, by_method in results["table_I"].items():
         for key, label in TABLE_METRICS:
@@ -299,7 +328,8 @@ def report(results: dict, figures) -> str:
                     f"| {scan} | {label} | {LABELS[m]} | {format_mean_sd(row['random'], 1000)} | "
                     f"{format_mean_sd(row['active'], 1000)} | {format_mean_sd(row['abs'], 1000)} "
                     f"| {format_mean_sd(row['pct'], 1, 1)} | {row['verdict']} "
-                    f"({row['n_better']}/{row['n']}) | {paper_txt} |"
+                    f"({row['n_better']}/{row['n']}) | {format_p(row['paired']['p_value'])} | "
+                    f"{paper_txt} |"
                 )
     lines += ["", "Before the round (initial models), ε̄ on the scans (meV/Å):", ""]
     scans = list(results["table_I"])

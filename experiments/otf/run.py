@@ -9,6 +9,11 @@ and share the labelled test sets (cached in ``<workdir>/cache``). Every run is r
 the same command again to continue. Writes ``<workdir>/results.json``, ``results.md`` (a
 markdown section), ``trace_<run>.png`` (uncertainty and true error along each trajectory) and
 ``errors.png`` (final test errors).
+
+``results.json`` also holds ``networks`` — the initial network(s) of every run, trained from
+scratch (the random run reuses the GMM run's initial model: same ``piece``); after that each
+oracle call fine-tunes them for ``retrain_epochs`` epochs, which is not a separate network — and
+the ``provenance`` of this call (its wall time; the labelled structure files of the cache).
 """
 
 from __future__ import annotations
@@ -18,9 +23,13 @@ import threading
 import time
 from pathlib import Path
 
+from experiments.common.networks import networks_from_logs
+from experiments.common.provenance import begin_run, provenance
 from experiments.otf.plots import error_bars
 from nequip_jax._io import atomic_write_json, atomic_write_text
-from nequip_jax.otf import load_otf_config, markdown_table, plot_trace, run_otf
+from nequip_jax.otf import OTFConfig, load_otf_config, markdown_table, plot_trace, run_otf
+from nequip_jax.otf.session import initial_model_folder
+from nequip_jax.train import RunConfig
 
 __all__ = ["RUNS", "run", "LoadSampler"]
 
@@ -61,11 +70,13 @@ def run(
     verbose: bool = True,
 ) -> dict:
     """Run (or resume) the comparison; returns the results dictionary."""
+    begun = begin_run()
     workdir = Path(workdir)
     base = load_otf_config(preset, list(overrides))
     cache = workdir / "cache"
     summaries: dict[str, dict] = {}
     loads: dict[str, dict] = {}
+    used: dict[str, OTFConfig] = {}
     order = [r for r in RUNS if r in runs]
     for name in order:
         if name == "random":
@@ -74,6 +85,7 @@ def run(
             config = base.replace(trigger="random", random_calls=summaries["gmm"]["n_oracle_calls"])
         else:
             config = base.replace(trigger=name)
+        used[name] = config
         sampler = LoadSampler()
         t0 = time.perf_counter()
         summaries[name] = run_otf(config, workdir / name, cache_dir=cache, verbose=verbose)
@@ -90,6 +102,14 @@ def run(
         "config": base.to_dict(),
         "runs": summaries,
         "machine_load": loads,
+        "networks": [n for name in order for n in initial_networks(used[name], cache, name)],
+        "provenance": provenance(
+            begun,
+            preset=preset,
+            seeds=[base.seed],
+            data_source="xtb" if base.labels == "oracle" else "files",
+            data_files={p.stem: p for p in sorted(cache.glob("*.xyz"))},
+        ),
     }
     atomic_write_json(workdir / "results.json", results)
     error_bars(summaries, splits, workdir / "errors.png")
@@ -97,6 +117,20 @@ def run(
     if verbose:
         print(markdown_table(summaries, splits))
     return results
+
+
+def initial_networks(config: OTFConfig, cache_dir: Path, stage: str) -> list[dict]:
+    """``networks`` entries of the initial model(s) of one run, from their training log (no
+    validation set: ``best_val_forces_rmse`` is the training force RMSE)."""
+    folder = initial_model_folder(config, cache_dir)
+    ensemble = config.trigger == "ensemble"
+    logs = sorted(folder.glob("group*/metrics.jsonl")) if ensemble else [folder / "metrics.jsonl"]
+    optim = RunConfig.from_dict({"model": config.model, "optim": config.optim}).optim
+    members = list(range(config.n_members)) if ensemble else [0]
+    name = "initial ensemble" if ensemble else "initial model"
+    return networks_from_logs(
+        name, logs, members, optim, seed=config.seed, stage=stage, piece=folder.name
+    )
 
 
 def section(results: dict, splits: list[str]) -> str:

@@ -35,6 +35,7 @@ __all__ = [
     "broken_reason",
     "evaluate_errors",
     "evaluate_session",
+    "initial_model_folder",
     "langevin",
     "md_atoms",
     "new_state",
@@ -57,6 +58,25 @@ def _numpy_seed(key: jax.Array) -> int:
 
 def _tag(values: dict) -> str:
     return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def initial_model_folder(config: OTFConfig, cache_dir: str | Path) -> Path:
+    """Where the initial model (or, for the ensemble trigger, ensemble) of a run is trained:
+    ``cache_dir/initial_<single|ensemble>_<tag>``, the tag a hash of the labels, the initial
+    data, the model, the optimiser and the member count (runs that agree share it)."""
+    c = config
+    ensemble = c.trigger == "ensemble"
+    tag = _tag(
+        {
+            "data": label_tag(c.seed, c.data_root, c.labels, c.oracle),
+            "n": c.n_initial,
+            "split": c.initial_split,
+            "model": c.model,
+            "optim": c.optim,
+            "members": c.n_members if ensemble else None,
+        }
+    )
+    return Path(cache_dir) / f"initial_{'ensemble' if ensemble else 'single'}_{tag}"
 
 
 def broken_reason(
@@ -161,17 +181,7 @@ class Session:
         """The model trained from scratch on the initial structures (cached per setting)."""
         c = self.config
         ensemble = c.trigger == "ensemble"
-        tag = _tag(
-            {
-                "data": self.data_tag(),
-                "n": c.n_initial,
-                "split": c.initial_split,
-                "model": c.model,
-                "optim": c.optim,
-                "members": c.n_members if ensemble else None,
-            }
-        )
-        folder = self.cache_dir / f"initial_{'ensemble' if ensemble else 'single'}_{tag}"
+        folder = initial_model_folder(c, self.cache_dir)
         saved = folder / ("ensemble" if ensemble else "model")
         if not saved.is_dir():
             run = RunConfig.from_dict({"seed": c.seed, "model": c.model, "optim": c.optim})

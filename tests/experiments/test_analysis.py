@@ -14,6 +14,7 @@ from scipy import stats
 
 from experiments.common.pipeline import Prediction
 from experiments.common.plots import _grid
+from experiments.cost.analysis import claims as cost_claims
 from experiments.cost.analysis import epoch_times, ratio, split_compile
 from experiments.fig2_uncertainty.analysis import (
     method_metrics,
@@ -30,6 +31,7 @@ from experiments.fig4_landscapes.analysis import (
 from experiments.fig5_active_learning.analysis import (
     improvement,
     improvement_table,
+    paired_difference,
     select_active,
     select_random,
     table_metrics,
@@ -204,9 +206,77 @@ def test_table_metrics_and_improvements():
     table = improvement_table([random, random, random], [active, active, active])
     assert table["eps_bar"]["abs"] == pytest.approx([0.05] * 3)
     assert table["eps_bar"]["n_better"] == 3 and table["eps_bar_200"]["n_better"] == 0
+    paired = table["eps_bar"]["paired"]
+    assert paired["diff"] == pytest.approx([-0.05] * 3)
+    assert paired["mean"] == pytest.approx(-0.05) and paired["sd"] == pytest.approx(0.0)
+    assert np.isnan(paired["p_value"])  # no spread: the t-test is undefined
+
+
+# Worked by hand: d = active − random = (−0.02, −0.03, 0.00, −0.03); mean −0.02;
+# sd = sqrt((0 + 1e-4 + 4e-4 + 1e-4) / 3) = sqrt(2e-4); t = mean / (sd / sqrt(4)) = −2√2; df 3.
+PAIRED_CASE = {
+    "active": [0.10, 0.12, 0.11, 0.13],
+    "random": [0.12, 0.15, 0.11, 0.16],
+    "diff": [-0.02, -0.03, 0.0, -0.03],
+    "mean": -0.02,
+    "sd": np.sqrt(2e-4),
+    "t": -2 * np.sqrt(2),
+    "df": 3,
+}
+
+
+def test_paired_difference_against_a_hand_worked_case():
+    case = PAIRED_CASE
+    got = paired_difference(case["active"], case["random"])
+    assert got["diff"] == pytest.approx(case["diff"])
+    assert got["mean"] == pytest.approx(case["mean"])
+    assert got["sd"] == pytest.approx(case["sd"])
+    assert got["n"] == 4
+    assert got["t"] == pytest.approx(case["t"])
+    assert got["p_value"] == pytest.approx(2 * stats.t.sf(abs(case["t"]), case["df"]))
+    assert got["p_value"] == pytest.approx(0.0663, abs=1e-4)  # 2 P(T_3 > 2√2), rounded
+
+
+def test_paired_difference_leaves_out_missing_seeds():
+    got = paired_difference([0.10, np.nan, 0.12, 0.13], [0.12, 0.2, 0.15, 0.14])
+    assert got["n"] == 3 and np.isnan(got["diff"][1])
+    d = np.array([-0.02, -0.03, -0.01])
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(3))
+    assert got["t"] == pytest.approx(t)
+    assert got["p_value"] == pytest.approx(2 * stats.t.sf(abs(t), 2))
+    one = paired_difference([0.1], [0.2])
+    assert one["mean"] == pytest.approx(-0.1) and np.isnan(one["sd"]) and np.isnan(one["p_value"])
+    with pytest.raises(ValueError, match="equal"):
+        paired_difference([0.1, 0.2], [0.1])
 
 
 # ------------------------------------------------------------------------------------ cost
+
+
+def test_cost_claims_per_seed():
+    def seed(gmm_ms, ens_ms, fit_s, epoch_s):
+        return {
+            "inference": {"single_gmm_ms": gmm_ms, "ensemble_ms": ens_ms},
+            "gmm_fit_s": fit_s,
+            "train_single": {"epoch_s": epoch_s},
+        }
+
+    results = {
+        "config": {"n_infer_members": 10, "methods": {"n_traditional": 4, "max_components": 20}},
+        "per_seed": {"0": seed(2.0, 24.0, 3.0, 1.0), "1": seed(3.0, 21.0, 5.0, 1.2)},
+        # Seed 0 meets both criteria (12 ≥ 8; 3.6 / 4 = 0.9 ≥ 0.5), seed 1 neither (7; 0.4).
+        "summary": {
+            "inference_ensemble_vs_gmm": [12.0, 7.0],
+            "inference_gmm_overhead": [1.0, 1.1],
+            "train_epoch_ratio": [3.6, 1.6],
+        },
+    }
+    inference, training = cost_claims(results)
+    assert (inference["seeds_supporting"], inference["n_seeds"]) == (1, 2)
+    assert (training["seeds_supporting"], training["n_seeds"]) == (1, 2)
+    assert "= 9.5 ± 3.5 (2.50 ± 0.71 vs 22.5 ± 2.1 ms/structure" in inference["measured"]
+    assert "(0.65 ± 0.35 per member)" in training["measured"]
+    assert "4.0 ± 1.4 s vs 1.1 ± 0.1 s per single-model epoch" in training["measured"]
 
 
 def test_epoch_times_counts_each_epoch_once(tmp_path):

@@ -7,6 +7,7 @@ with plain numpy/scipy instead of the experiment's own analysis code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from experiments.common.networks import STOP_REASONS
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
 from nequip_jax.model import Potential
 from nequip_jax.train.loop import member_keys
@@ -46,6 +48,21 @@ def _args(preset_root, workdir, models_dir, seeds=("0",)):
 
 def _rms(x):
     return float(np.sqrt(np.mean(np.square(x))))
+
+
+def _check_records(results, root, seeds, *folders):
+    """Provenance names the data files by name and hash (recomputed here) and no folder of this
+    machine appears in the results; every network record has a known stop reason."""
+    prov = results["provenance"]
+    assert prov["preset"] == "tiny" and prov["seeds"] == [int(s) for s in seeds]
+    assert prov["data"]["source"] == "dft" and prov["data"]["files"]
+    for f in prov["data"]["files"]:
+        assert f["sha256"] == hashlib.sha256((root / f["name"]).read_bytes()).hexdigest()
+    text = json.dumps(results)
+    for folder in (root, *folders):
+        assert str(folder) not in text
+    assert results["networks"]
+    assert {n["stop_reason"] for n in results["networks"]} <= set(STOP_REASONS)
 
 
 def _run_fig2(scan_root, tmp_path_factory, models_dir):
@@ -88,6 +105,11 @@ def test_fig2_end_to_end(fig2_workdir, scan_root, models_dir):
     assert agg["sd"] == pytest.approx(np.std(both, ddof=1))
     section = (fig2_workdir / "section.md").read_text()
     assert all(t in section for t in ("test_300K", "test_600K", "test_1200K"))
+    # Two traditional members and one diverse variant per seed, trained for max_epochs.
+    _check_records(results, scan_root, ("0", "1"), fig2_workdir, models_dir)
+    nets = results["networks"]
+    assert [(n["seed"], n["member"]) for n in nets] == [(s, m) for s in (0, 1) for m in (0, 1, 100)]
+    assert {n["epochs"] for n in nets} == {PRESETS["tiny"].methods.optim["max_epochs"]}
     assert (fig2_workdir / f"fig2_{combo}_test_1200K.png").stat().st_size > 1000
 
 
@@ -161,6 +183,20 @@ def test_fig5_end_to_end(scan_root, models_dir, tmp_path_factory):
     assert row["eps_bar"]["abs"][0] == pytest.approx(expected)
     assert row["eps_max"]["abs"][0] == pytest.approx(expected_max)
     assert row["eps_bar"]["verdict"] == "n/a"  # one seed: no spread to compare with
+    paired = row["eps_bar"]["paired"]
+    assert paired["diff"][0] == pytest.approx(-expected) and np.isnan(paired["p_value"])
+    # Every network of the round: initial (2 traditional + 1 variant), the retrainings on
+    # each active set (GMM: member 0; traditional: 2; diverse: 1 + 1 variant) and on the
+    # random set (2 + 1).
+    _check_records(results, scan_root, ("0",), workdir, models_dir)
+    stages = [n["stage"] for n in results["networks"]]
+    assert {s: stages.count(s) for s in stages} == {
+        "initial": 3,
+        "active gmm": 1,
+        "active traditional": 2,
+        "active diverse": 2,
+        "random": 3,
+    }
 
 
 def test_cost_end_to_end(scan_root, tmp_path_factory):
@@ -182,3 +218,8 @@ def test_cost_end_to_end(scan_root, tmp_path_factory):
         inf["ensemble_ms"] / inf["single_gmm_ms"]
     )
     assert min(inf.values()) > 0
+    _check_records(results, scan_root, ("0",), workdir)
+    nets = results["networks"]
+    assert len(nets) == 1 + config.methods.n_traditional
+    assert {(n["epochs"], n["stop_reason"]) for n in nets} == {(config.epochs + 1, "max_epochs")}
+    assert [c["n_seeds"] for c in results["claims"]] == [1, 1]

@@ -212,8 +212,16 @@ def test_variants_of_equal_shape_train_as_one_cached_piece(frames_300K, tiny_mod
         [{"model": {"num_layers": 1}}],
     ]
     assert [m.r_max for m in trained.diverse.members()] == [4.0, 3.5, 4.0, 4.0]
+    # Per-member records: one per member, best epochs as the training loop chose them, and
+    # the 1-epoch limit as the stop reason.
+    for piece in [trained.info["traditional"], *pieces]:
+        assert [n["member"] for n in piece["networks"]] == piece["members"]
+        assert [n["best_epoch"] for n in piece["networks"]] == piece["best_epoch"]
+        assert {n["stop_reason"] for n in piece["networks"]} == {"max_epochs"}
+        assert {n["epochs"] for n in piece["networks"]} == {1}
     again = pipeline.train_methods(mc, **kwargs)
     assert all(p["cached"] for p in again.info["variants"])
+    assert [p["networks"] for p in again.info["variants"]] == [p["networks"] for p in pieces]
     frames = frames_300K[6:8]
     np.testing.assert_array_equal(
         trained.diverse.predict(frames)["member_energy"],

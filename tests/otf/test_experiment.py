@@ -48,6 +48,15 @@ def test_tiny_comparison(tiny_otf):
     assert runs["random"]["n_oracle_calls"] == len([s for s in drawn if s not in resets_at_random])
     assert "## On-the-fly" in (workdir / "results.md").read_text()
     assert (workdir / "errors.png").stat().st_size > 0
+    # The initial networks: one model for the GMM run (reused by the random run), the
+    # ensemble's members; provenance names the cache files without their folder.
+    nets = {}
+    for n in results["networks"]:
+        nets.setdefault(n["stage"], []).append(n)
+    assert len(nets["gmm"]) == 1 and nets["random"][0]["piece"] == nets["gmm"][0]["piece"]
+    assert [n["member"] for n in nets["ensemble"]] == list(range(results["config"]["n_members"]))
+    assert results["provenance"]["preset"] == "tiny"
+    assert str(workdir) not in json.dumps(results["provenance"])
 
 
 def test_calibration_on_the_tiny_models(tiny_otf, tmp_path):
