@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from nequip_jax._io import atomic_write_json, atomic_write_text
-from nequip_jax.data import load_3bpa
+from nequip_jax.data import StandInWarning, load_3bpa
 from nequip_jax.evaluate import evaluate_potential
 from nequip_jax.model import Potential
 from nequip_jax.train import RunConfig, load_config, train
@@ -90,7 +90,9 @@ def train_to_convergence(
             return Potential.load(folder / "model"), record
     for stale in folder.glob("eval_*.json"):
         stale.unlink()  # errors of an unfinished model
-    potential = train(config, folder, resume=True, verbose=verbose)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StandInWarning)  # the split also reads the test sets
+        potential = train(config, folder, resume=True, verbose=verbose)
     return potential, potential.metadata["training"]
 
 
@@ -112,7 +114,7 @@ def evaluate_splits(
         path = Path(folder) / f"eval_{split}{suffix}.json"
         if not path.is_file():
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the documented test_1200K stand-in
+                warnings.simplefilter("ignore", StandInWarning)  # the documented test_1200K
                 frames = subsample(load_3bpa(split, root), max_test_frames)
             atomic_write_json(path, evaluate_potential(potential, frames))
         out[split] = json.loads(path.read_text())["summary"]

@@ -1,0 +1,60 @@
+"""Single-network studies (A/B of the cpu defaults, learning curve) on a tiny preset: results
+against an independent prediction, resuming without retraining, refusing a foreign folder."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments.common.pipeline import subsample
+from experiments.common.single_runs import train_to_convergence, variant_config
+from experiments.cpu_defaults.run import PRESETS, run
+from nequip_jax import load
+from nequip_jax.data import load_3bpa
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("ab")
+    out = run(PRESETS["tiny"], workdir, seeds=(0,), data="dft", root=None)
+    return workdir, out
+
+
+def test_results_match_an_independent_prediction(study):
+    workdir, out = study
+    rows = {r["variant"]: r for r in out["rows"]}
+    assert set(rows) == {"silu", "paper_era"}
+    frames = subsample(load_3bpa("test_300K"), 4)
+    for name, row in rows.items():
+        model = load(workdir / name / "seed0" / "model")
+        pred = model.predict(frames)
+        df = np.concatenate(pred["forces"]) - np.concatenate([a.get_forces() for a in frames])
+        de = (pred["energy"] - [a.get_potential_energy() for a in frames]) / 27
+        got = row["test"]["test_300K"]
+        assert got["forces_rmse"]["values"] == pytest.approx([1000 * np.sqrt(np.mean(df**2))])
+        assert got["energy_rmse"]["values"] == pytest.approx([1000 * np.sqrt(np.mean(de**2))])
+    assert load(workdir / "paper_era" / "seed0" / "model").config.nonlinearity == "ssp"
+    assert out["conclusion"]["preferred"] in rows
+    saved = json.loads((workdir / "results.json").read_text())
+    assert saved["provenance"]["seeds"] == [0] and saved["provenance"]["preset"] == "tiny"
+    assert [(n["name"], n["stop_reason"], n["epochs"]) for n in saved["networks"]] == [
+        ("silu", "max_epochs", 2),
+        ("paper_era", "max_epochs", 2),
+    ]
+
+
+def test_a_finished_network_is_loaded_not_retrained(study):
+    workdir, _ = study
+    folder = workdir / "silu" / "seed0"
+    before = (folder / "metrics.jsonl").read_text()
+    config = variant_config("cpu", PRESETS["tiny"].variants["silu"], seed=0)
+    potential, record = train_to_convergence(config, folder)
+    assert (folder / "metrics.jsonl").read_text() == before
+    assert record["stop_reason"] == "max_epochs" and potential.metadata["epoch"] >= 0
+
+
+def test_a_folder_of_another_configuration_is_refused(study):
+    workdir, _ = study
+    config = variant_config("cpu", PRESETS["tiny"].variants["silu"], seed=1)
+    with pytest.raises(ValueError, match="another configuration"):
+        train_to_convergence(config, workdir / "silu" / "seed0")
