@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test test-all demo train-cpu lint
+.PHONY: test test-all demo train-cpu lint results-table
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,3 +28,6 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check nequip_jax gmm experiments tests
+
+results-table: $(STAMP)
+	$(PY) -m experiments.results_table
