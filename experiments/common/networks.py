@@ -1,45 +1,36 @@
 """One record per trained network: how long it trained, why it stopped, how good it got.
 
-Two layers:
-
-- :func:`member_networks` reads a training log (``metrics.jsonl`` of
-  :func:`nequip_jax.train.loop.train_group`: one record per epoch and active member) and gives,
-  per member, ``{"member", "epochs", "stop_reason", "best_epoch", "best_val_forces_rmse",
-  "wall_s"}`` — the ``"networks"`` entry of a trained piece's info
-  (:func:`experiments.common.pipeline.train_methods`).
-- :func:`networks_from_info` turns the info of :class:`~experiments.common.pipeline.TrainedMethods`
-  into the ``networks`` list of a results file, one entry per network with a readable name
-  ("traditional member 0", "diverse variant {...}").
-
-Stop reasons (:data:`STOP_REASONS`) mirror the rules of the training loop
-(:func:`nequip_jax.train.schedule.plateau_update`, then the epoch and time limits):
-``non_finite`` (validation loss not finite), ``min_learning_rate`` (the plateau schedule went
-below the floor), ``early_stopping``, ``max_epochs``, ``time_budget``. The first two scheduler
-rules count as converged (:data:`CONVERGED`).
+The training loop records, per member, ``{"member", "epochs", "stop_reason", "best_epoch",
+"best_val_forces_rmse", "wall_s", ...}`` (:func:`nequip_jax.train.loop.network_records`, in
+``summary.json`` and in a trained piece's info). This module turns those records into the
+``networks`` list of a results file, one entry per network with a readable name:
+:func:`networks_from_info` for the pieces of :class:`~experiments.common.pipeline.TrainedMethods`
+("traditional member 0", "diverse variant {...}"), :func:`networks_from_runs` for training
+folders. Stop reasons are :data:`STOP_REASONS`; the scheduler's ``min_learning_rate`` and
+``early_stopping`` count as converged (:data:`CONVERGED`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+
+from nequip_jax.train.schedule import RECORDED_STOP_REASONS
 
 __all__ = [
     "STOP_REASONS",
     "CONVERGED",
     "NETWORK_FIELDS",
     "MissingNetworksError",
-    "read_metrics",
-    "member_networks",
+    "read_summaries",
     "networks_from_info",
-    "networks_from_logs",
+    "networks_from_runs",
 ]
 
-#: Why a network stopped training.
-STOP_REASONS = ("min_learning_rate", "early_stopping", "non_finite", "max_epochs", "time_budget")
+#: Why a network stopped training (the scheduler's reasons and the loop's limits).
+STOP_REASONS = RECORDED_STOP_REASONS
 #: Stop reasons that mean the schedule ran its course (not a budget or a failure).
 CONVERGED = ("min_learning_rate", "early_stopping")
 #: Keys of a piece's per-member record (``info["networks"][i]``).
@@ -50,79 +41,23 @@ class MissingNetworksError(ValueError):
     """A trained piece's info has no (valid) per-network records."""
 
 
-def read_metrics(paths: Iterable[str | os.PathLike]) -> list[dict]:
-    """The epoch records of one or more ``metrics.jsonl`` files, in file order.
+def read_summaries(folders: Iterable[str | os.PathLike]) -> list[dict]:
+    """The per-member records of one or more training folders (their ``summary.json``, written by
+    :func:`nequip_jax.train.loop.train_group`), in folder order.
 
     Raises:
-        FileNotFoundError: a log is missing (with the remedy).
+        FileNotFoundError: a folder has no ``summary.json`` (with the remedy).
     """
     records = []
-    for path in paths:
-        path = Path(path)
+    for folder in folders:
+        path = Path(folder) / "summary.json"
         if not path.is_file():
             raise FileNotFoundError(
-                f"training log {path} not found: the networks of a run are summarised from it; "
-                "train again into that folder."
+                f"{path} not found: the networks of a run are read from the summary the "
+                "training loop writes; train again into that folder."
             )
-        records += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records += json.loads(path.read_text())["networks"]
     return records
-
-
-def _stop_reason(last: Mapping, best_epoch: int, optim: Any) -> str:
-    if not math.isfinite(float(last["val_loss"])):
-        return "non_finite"
-    if float(last["learning_rate"]) < float(optim.min_learning_rate):
-        return "min_learning_rate"
-    patience = optim.early_stopping_patience
-    if patience is not None and int(last["epoch"]) - best_epoch >= int(patience):
-        return "early_stopping"
-    if int(last["epoch"]) + 1 >= int(optim.max_epochs):
-        return "max_epochs"
-    return "time_budget"
-
-
-def member_networks(records: Sequence[Mapping], members: Sequence[int], optim: Any) -> list[dict]:
-    """Per member: epochs trained, stop reason, best epoch and its validation force RMSE.
-
-    The best epoch replays the loop's rule (validation loss below ``best · (1 −
-    plateau_threshold)``), so it is the epoch whose parameters were kept; ``best_val_forces_rmse``
-    (eV/Å) is that epoch's validation force RMSE (the training one when the run had no validation
-    set). ``wall_s`` sums the epoch times of the epochs the member trained in (vmapped members
-    share them).
-
-    Args:
-        records: epoch records (``epoch``, ``member``, ``learning_rate``, ``time_s``,
-            ``val_loss``, ``val_forces_rmse``) of one training group.
-        members: the member numbers, in the group's order.
-        optim: the group's :class:`nequip_jax.train.config.OptimConfig` (stopping rules).
-
-    Raises:
-        ValueError: a member has no record (the log does not belong to this group).
-    """
-    out = []
-    for member in members:
-        mine = sorted((r for r in records if int(r["member"]) == member), key=lambda r: r["epoch"])
-        if not mine:
-            raise ValueError(
-                f"the training log has no epoch of member {member} (members in the log: "
-                f"{sorted({int(r['member']) for r in records})}); pass the log of this group."
-            )
-        best, best_epoch, best_rmse = math.inf, -1, math.nan
-        for r in mine:
-            loss = float(r["val_loss"])
-            if loss < best * (1.0 - float(optim.plateau_threshold)):
-                best, best_epoch, best_rmse = loss, int(r["epoch"]), float(r["val_forces_rmse"])
-        out.append(
-            {
-                "member": int(member),
-                "epochs": len(mine),
-                "stop_reason": _stop_reason(mine[-1], best_epoch, optim),
-                "best_epoch": best_epoch,
-                "best_val_forces_rmse": best_rmse,
-                "wall_s": float(sum(float(r["time_s"]) for r in mine)),
-            }
-        )
-    return out
 
 
 def _checked(piece: Mapping, models_dir: str | os.PathLike | None) -> list[dict]:
@@ -200,19 +135,28 @@ def networks_from_info(
     return out
 
 
-def networks_from_logs(
+def networks_from_runs(
     name: str,
-    logs: Sequence[str | os.PathLike],
+    folders: Sequence[str | os.PathLike],
     members: Sequence[int],
-    optim: Any,
     *,
     seed: int,
     stage: str | None = None,
     piece: str | None = None,
 ) -> list[dict]:
-    """``networks`` entries of networks trained outside the cached pieces (a training folder
-    with its ``metrics.jsonl``): one per member, named ``"{name} member {m}"``; ``piece`` names
-    the training folder when other runs may share it."""
-    records = member_networks(read_metrics(logs), members, optim)
+    """``networks`` entries of networks trained outside the cached pieces (training folders with
+    their ``summary.json``): one per member, named ``"{name} member {m}"``; ``piece`` names the
+    training folder when other runs may share it.
+
+    Raises:
+        ValueError: a member has no record in the folders (they belong to another run).
+    """
+    by_member = {int(r["member"]): r for r in read_summaries(folders)}
+    missing = [m for m in members if m not in by_member]
+    if missing:
+        raise ValueError(
+            f"the training summaries of {[str(f) for f in folders]} have no record of members "
+            f"{missing} (members there: {sorted(by_member)}); pass the folders of this run."
+        )
     piece = {"folder": piece, "cached": False}
-    return [_entry(f"{name} member {r['member']}", seed, r, stage, piece) for r in records]
+    return [_entry(f"{name} member {m}", seed, by_member[m], stage, piece) for m in members]

@@ -256,8 +256,8 @@ class TrainedMethods(NamedTuple):
     """The trained methods (``None`` where not requested) and what their training cost.
 
     ``info`` holds, per piece, the wall time (s), the epochs run and the best epoch of every
-    member, the per-member records ``networks`` (:func:`experiments.common.networks.
-    member_networks`), and for the GMM the chosen number of components and the BIC table.
+    member, the per-member records ``networks`` (:func:`nequip_jax.train.loop.
+    network_records`), and for the GMM the chosen number of components and the BIC table.
     """
 
     single: Potential | None

@@ -27,7 +27,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.common.networks import networks_from_logs
+from experiments.common.networks import networks_from_runs
 from experiments.common.pipeline import (
     KEY_TAGS,
     MethodsConfig,
@@ -217,16 +217,12 @@ def run(
     vals = list(per_seed.values())
     networks = []
     for seed in seeds:
-        optim = _timed_config(config, seed)[1].optim
         folder = workdir / f"seed{seed}"
-        networks += networks_from_logs(
-            "single model", [folder / "single" / "metrics.jsonl"], [0], optim, seed=seed
-        )
-        networks += networks_from_logs(
+        networks += networks_from_runs("single model", [folder / "single"], [0], seed=seed)
+        networks += networks_from_runs(
             f"{config.methods.n_traditional}-member vmapped ensemble",
-            [folder / "ensemble" / "metrics.jsonl"],
+            [folder / "ensemble"],
             list(range(config.methods.n_traditional)),
-            optim,
             seed=seed,
         )
     summary = {

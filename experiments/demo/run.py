@@ -18,7 +18,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.common.networks import networks_from_logs
+from experiments.common.networks import networks_from_runs
 from experiments.common.pipeline import check_source, subsample
 from experiments.common.plots import tpr_ppv_maps, uncertainty_vs_error
 from experiments.common.provenance import begin_run, provenance
@@ -178,13 +178,12 @@ def run(demo: DemoConfig, workdir: str | Path, *, seed: int = 0, preset: str | N
         "infer_ensemble_ms": 1000 * _time_predict(ensemble.predict, timing),
         "ensemble_members": ensemble.n_members,
     }
-    results["networks"] = networks_from_logs(
-        "single model", [workdir / "single" / "metrics.jsonl"], [0], config.optim, seed=seed
-    ) + networks_from_logs(
+    results["networks"] = networks_from_runs(
+        "single model", [workdir / "single"], [0], seed=seed
+    ) + networks_from_runs(
         f"{ensemble.n_members}-member ensemble",
-        sorted((workdir / "ensemble").glob("group*/metrics.jsonl")),
+        sorted(p.parent for p in (workdir / "ensemble").glob("group*/summary.json")),
         list(range(ensemble.n_members)),
-        config.optim,
         seed=seed,
     )
     results["wall_time_s"] = time.perf_counter() - start

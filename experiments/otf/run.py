@@ -23,13 +23,12 @@ import threading
 import time
 from pathlib import Path
 
-from experiments.common.networks import networks_from_logs
+from experiments.common.networks import networks_from_runs
 from experiments.common.provenance import begin_run, provenance
 from experiments.otf.plots import error_bars
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.otf import OTFConfig, load_otf_config, markdown_table, plot_trace, run_otf
 from nequip_jax.otf.session import initial_model_folder
-from nequip_jax.train import RunConfig
 
 __all__ = ["RUNS", "run", "LoadSampler"]
 
@@ -120,17 +119,14 @@ def run(
 
 
 def initial_networks(config: OTFConfig, cache_dir: Path, stage: str) -> list[dict]:
-    """``networks`` entries of the initial model(s) of one run, from their training log (no
-    validation set: ``best_val_forces_rmse`` is the training force RMSE)."""
+    """``networks`` entries of the initial model(s) of one run, from their training summaries
+    (no validation set: ``best_val_forces_rmse`` is the training force RMSE)."""
     folder = initial_model_folder(config, cache_dir)
     ensemble = config.trigger == "ensemble"
-    logs = sorted(folder.glob("group*/metrics.jsonl")) if ensemble else [folder / "metrics.jsonl"]
-    optim = RunConfig.from_dict({"model": config.model, "optim": config.optim}).optim
+    runs = sorted(p.parent for p in folder.glob("group*/summary.json")) if ensemble else [folder]
     members = list(range(config.n_members)) if ensemble else [0]
     name = "initial ensemble" if ensemble else "initial model"
-    return networks_from_logs(
-        name, logs, members, optim, seed=config.seed, stage=stage, piece=folder.name
-    )
+    return networks_from_runs(name, runs, members, seed=config.seed, stage=stage, piece=folder.name)
 
 
 def section(results: dict, splits: list[str]) -> str:

@@ -28,6 +28,10 @@ DIHEDRALS: dict[str, tuple[int, int, int, int]] = {
     "beta": (1, 5, 13, 14),
     "gamma": (5, 13, 14, 18),
 }
+#: Dihedrals held during a scan's relaxation: α, β, γ at their grid values and, as in the
+#: original DFT scans, the amine dihedral (1, 4, 6, 8) at its value in the start geometry (the
+#: α rotation moves the aminopyridine with its NH₂ rigidly, so it is unchanged there).
+HELD_DIHEDRALS: dict[str, tuple[int, int, int, int]] = {**DIHEDRALS, "amine": (1, 4, 6, 8)}
 
 
 class Contact(NamedTuple):
@@ -100,9 +104,12 @@ def angle_difference(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray
     return (np.asarray(a) - np.asarray(b) + 180.0) % 360.0 - 180.0
 
 
-def measure_dihedrals(atoms: Atoms) -> np.ndarray:
-    """[α, β, γ] in degrees, 0-360, from the positions (ase's get_dihedral)."""
-    return np.array([atoms.get_dihedral(*DIHEDRALS[k]) for k in ("alpha", "beta", "gamma")])
+def measure_dihedrals(
+    atoms: Atoms, names: tuple[str, ...] = ("alpha", "beta", "gamma")
+) -> np.ndarray:
+    """The dihedrals ``names`` (default [α, β, γ]) in degrees, 0-360, from the positions (ase's
+    get_dihedral); names are keys of :data:`HELD_DIHEDRALS`."""
+    return np.array([atoms.get_dihedral(*HELD_DIHEDRALS[k]) for k in names])
 
 
 def build_scan_geometry(
@@ -157,14 +164,15 @@ def relax_fixed_dihedrals(
     maxstep: float = 0.2,
     epsilon: float = 1e-5,
 ) -> RelaxResult:
-    """BFGS relaxation to ``fmax`` (eV/Å, on the constraint-projected forces) holding α, β, γ.
+    """BFGS relaxation to ``fmax`` (eV/Å, on the constraint-projected forces) holding the
+    :data:`HELD_DIHEDRALS` (α, β, γ and the amine dihedral).
 
     Runs with the loaded OpenMP/BLAS pools capped at one thread (small molecule; see
     ``nequip_jax.oracle._threads``). The dihedrals are held at their current values by
     ``FixInternals(epsilon=epsilon)`` (degrees). ASE's default epsilon, 1e-7, made the iterative
-    constraint projection fail after a step away from a steric clash (the three dihedrals share
-    atoms and converge linearly); 1e-5 degrees is still four orders of magnitude below the
-    0.1 degree check.
+    constraint projection fail after a step away from a steric clash (the dihedrals share atoms
+    and converge linearly); 1e-5 degrees is still four orders of magnitude below the 0.1 degree
+    check.
 
     Returns:
         RelaxResult; a calculator failure (SCF) or a failed constraint projection is returned as
@@ -174,7 +182,7 @@ def relax_fixed_dihedrals(
     work.set_constraint(
         FixInternals(
             dihedrals_deg=[
-                [float(work.get_dihedral(*idx)), list(idx)] for idx in DIHEDRALS.values()
+                [float(work.get_dihedral(*idx)), list(idx)] for idx in HELD_DIHEDRALS.values()
             ],
             epsilon=epsilon,
         )

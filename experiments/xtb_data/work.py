@@ -119,8 +119,10 @@ def scan_point(
         degree like the DFT files), ``relax_steps`` and ``relax_converged``.
     """
     where = {"alpha": float(alpha), "beta": float(beta), "gamma": float(gamma)}
-    targets = np.array([alpha, beta, gamma], dtype=np.float64)
-    atoms = scan.build_scan_geometry(reference, dict(zip(scan.DIHEDRALS, targets, strict=True)))
+    held = tuple(scan.HELD_DIHEDRALS)
+    amine = float(scan.measure_dihedrals(reference, ("amine",))[0])
+    targets = np.array([alpha, beta, gamma, amine], dtype=np.float64)
+    atoms = scan.build_scan_geometry(reference, dict(zip(scan.DIHEDRALS, targets[:3], strict=True)))
     notes = []
     start_contact = scan.min_nonbonded_contact(atoms, bonds)
     clash = start_contact.ratio < settings.clash_ratio
@@ -137,7 +139,8 @@ def scan_point(
     if result.error is not None:
         reason, detail = result.error
     else:
-        error = np.abs(scan.angle_difference(scan.measure_dihedrals(result.atoms), targets))
+        measured = scan.measure_dihedrals(result.atoms, held)
+        error = np.abs(scan.angle_difference(measured, targets))
         end_contact = scan.min_nonbonded_contact(result.atoms, bonds)
         if error.max() > settings.dihedral_tolerance:
             reason = "dihedral_off"

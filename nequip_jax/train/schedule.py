@@ -11,11 +11,21 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["STOP_REASONS", "PlateauState", "plateau_init", "plateau_update", "stop_reason"]
+__all__ = [
+    "STOP_REASONS",
+    "RECORDED_STOP_REASONS",
+    "PlateauState",
+    "plateau_init",
+    "plateau_update",
+    "stop_reason",
+]
 
 #: ``PlateauState.reason`` codes: why a member stopped (``"running"``: it has not). The training
 #: loop adds ``"max_epochs"`` and ``"time_budget"`` for members still running when it ends.
 STOP_REASONS = ("running", "min_learning_rate", "early_stopping", "non_finite")
+#: Every stop reason a network's training record can hold (see
+#: :func:`nequip_jax.train.loop.network_records`).
+RECORDED_STOP_REASONS = STOP_REASONS[1:] + ("max_epochs", "time_budget")
 
 
 class PlateauState(NamedTuple):

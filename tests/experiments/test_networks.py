@@ -1,85 +1,21 @@
-"""experiments/common/networks.py: stop reasons and best epochs from training logs, and the
-``networks`` list of a results file built from a TrainedMethods info."""
+"""experiments/common/networks.py: the ``networks`` list of a results file, from the training
+loop's summaries and from a TrainedMethods info."""
 
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
 from experiments.common.networks import (
     MissingNetworksError,
-    member_networks,
     networks_from_info,
-    read_metrics,
-)
-from nequip_jax.train.config import OptimConfig
-
-
-def _record(epoch, member, loss, lr=0.01, rmse=None, time_s=1.0):
-    return {
-        "epoch": epoch,
-        "member": member,
-        "learning_rate": lr,
-        "time_s": time_s,
-        "val_loss": loss,
-        "val_forces_rmse": loss / 10 if rmse is None else rmse,
-    }
-
-
-OPTIM = OptimConfig(
-    max_epochs=5,
-    min_learning_rate=1e-3,
-    early_stopping_patience=3,
-    plateau_threshold=0.1,
+    networks_from_runs,
+    read_summaries,
 )
 
-# Member 0 runs all 5 epochs; member 1 stops by the learning-rate floor at epoch 2; member 2 by
-# early stopping (best at epoch 0, no 10 % improvement for 3 epochs); member 3 diverges at 1;
-# member 4 ends at epoch 2 with nothing stopping it (the group's time budget).
-RECORDS = (
-    [_record(e, 0, loss) for e, loss in enumerate([5.0, 4.0, 3.9, 3.0, 2.0])]
-    + [_record(0, 1, 5.0), _record(1, 1, 4.0), _record(2, 1, 4.0, lr=5e-4)]
-    + [_record(e, 2, loss) for e, loss in enumerate([1.0, 0.95, 0.92, 0.91])]
-    + [_record(0, 3, 2.0), _record(1, 3, float("nan"))]
-    + [_record(e, 4, loss) for e, loss in enumerate([3.0, 2.0, 1.0])]
-)
 
-# The hand-worked answers: (epochs, stop reason, best epoch, best val force RMSE, wall).
-EXPECTED = {
-    0: (5, "max_epochs", 4, 0.2, 5.0),  # 3.9 is not 10 % below 4.0
-    1: (3, "min_learning_rate", 1, 0.4, 3.0),
-    2: (4, "early_stopping", 0, 0.1, 4.0),
-    3: (2, "non_finite", 0, 0.2, 2.0),
-    4: (3, "time_budget", 2, 0.1, 3.0),
-}
-
-
-def test_member_networks_against_hand_worked_logs():
-    got = member_networks(RECORDS, [0, 1, 2, 3, 4], OPTIM)
-    assert [g["member"] for g in got] == [0, 1, 2, 3, 4]
-    for g in got:
-        epochs, reason, best, rmse, wall = EXPECTED[g["member"]]
-        assert (g["epochs"], g["stop_reason"], g["best_epoch"]) == (epochs, reason, best)
-        assert g["best_val_forces_rmse"] == pytest.approx(rmse)
-        assert g["wall_s"] == pytest.approx(wall)
-
-
-def test_member_networks_refuses_a_log_without_the_member():
-    with pytest.raises(ValueError, match="member 7"):
-        member_networks(RECORDS, [7], OPTIM)
-
-
-def test_read_metrics_reads_jsonl_and_names_a_missing_log(tmp_path):
-    path = tmp_path / "metrics.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS[:3]) + "\n")
-    assert read_metrics([path]) == RECORDS[:3]
-    with pytest.raises(FileNotFoundError, match="absent"):
-        read_metrics([tmp_path / "absent" / "metrics.jsonl"])
-
-
-def test_member_networks_on_a_real_training_log(tmp_path, frames_300K, tiny_run_config):
+def test_networks_from_runs_reads_the_training_summary(tmp_path, frames_300K, tiny_run_config):
     from nequip_jax.train.loop import train_group
 
     # A floor above the initial learning rate stops both members after their first epoch.
@@ -87,11 +23,18 @@ def test_member_networks_on_a_real_training_log(tmp_path, frames_300K, tiny_run_
     result = train_group(
         [config] * 2, [0, 1], tmp_path, data=(frames_300K[:4], frames_300K[4:6]), verbose=False
     )
-    got = member_networks(read_metrics([tmp_path / "metrics.jsonl"]), [0, 1], config.optim)
+    got = networks_from_runs("group", [tmp_path], [1, 0], seed=3)
+    assert [g["name"] for g in got] == ["group member 1", "group member 0"]
     assert [g["stop_reason"] for g in got] == ["min_learning_rate"] * 2
     assert [g["epochs"] for g in got] == [1, 1]
-    assert [g["best_epoch"] for g in got] == [int(e) for e in result.best_epoch]
-    assert all(math.isfinite(g["best_val_forces_rmse"]) for g in got)
+    assert [g["best_epoch"] for g in got] == [int(result.best_epoch[1]), int(result.best_epoch[0])]
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    by_member = {r["member"]: r["val_forces_rmse"] for r in records}
+    assert [g["best_val_forces_rmse"] for g in got] == [by_member[1], by_member[0]]
+    with pytest.raises(ValueError, match=r"members \[7\]"):
+        networks_from_runs("group", [tmp_path], [7], seed=3)
+    with pytest.raises(FileNotFoundError, match="train again"):
+        read_summaries([tmp_path / "absent"])
 
 
 def _net(member, reason="min_learning_rate"):

@@ -112,12 +112,29 @@ def test_clash_detector_finds_the_overlap(reference, bonds):
 
 
 def test_constrained_relaxation_holds_dihedrals(reference):
-    """A few BFGS steps under GFN2-xTB move the atoms but not alpha, beta, gamma."""
+    """A few BFGS steps under GFN2-xTB move the atoms but not alpha, beta, gamma, nor the amine
+    dihedral (1, 4, 6, 8), which keeps the start geometry's value."""
     targets = np.array([100.0, 150.0, 30.0])
     atoms = scan.build_scan_geometry(reference, dict(zip(scan.DIHEDRALS, targets, strict=True)))
+    amine = reference.get_dihedral(1, 4, 6, 8)
+    assert abs(scan.angle_difference(atoms.get_dihedral(1, 4, 6, 8), amine)) < 1e-6  # rigid
     result = scan.relax_fixed_dihedrals(atoms, XTBOracle().make_calculator(atoms), max_steps=6)
     assert result.error is None and result.steps == 6
     assert np.abs(result.atoms.positions - atoms.positions).max() > 1e-3
     measured = [result.atoms.get_dihedral(*idx) for idx in scan.DIHEDRALS.values()]
     assert np.abs(scan.angle_difference(measured, targets)).max() < 1e-4
+    assert abs(scan.angle_difference(result.atoms.get_dihedral(1, 4, 6, 8), amine)) < 1e-4
+    # Without holding it, the same relaxation turns the amine group (the oracle of the test).
+    free = atoms.copy()
+    free.set_constraint(
+        scan.FixInternals(
+            dihedrals_deg=[
+                [float(free.get_dihedral(*i)), list(i)] for i in scan.DIHEDRALS.values()
+            ],
+            epsilon=1e-5,
+        )
+    )
+    free.calc = XTBOracle().make_calculator(free)
+    scan.BFGS(free, logfile=None, maxstep=0.2).run(fmax=0.05, steps=6)
+    assert abs(scan.angle_difference(free.get_dihedral(1, 4, 6, 8), amine)) > 1e-3
     assert result.atoms.constraints == [] and result.atoms.calc is None
