@@ -72,6 +72,8 @@ def test_calibration_on_the_tiny_models(tiny_otf, tmp_path):
             assert 0.0 <= r["miscalibration_area"] <= 0.5
             assert np.all(np.diff(r["curve"]["observed"]) >= 0)
     assert report["llpr"]["alpha2"] > 0
+    assert report["provenance"]["preset"] == "tiny" and report["provenance"]["data"]["files"]
+    assert str(workdir) not in json.dumps(report["provenance"])
     assert (tmp_path / "calibration.md").read_text().count("|") > 10
     assert (tmp_path / "coverage.png").stat().st_size > 0
 
