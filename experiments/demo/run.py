@@ -206,6 +206,22 @@ def _report(demo, seed, results, figures, table, n_components, n_train) -> str:
         f"{demo.n_train}^300 (rest of the draw = validation). Hardware: "
         f"{jax.devices()[0].platform} ({len(jax.devices())} device(s)).",
         "",
+        "## Training",
+        "",
+        "Every network trains until ReduceLROnPlateau takes its learning rate below "
+        f"{demo.min_learning_rate:g} (stop reason `min_learning_rate`); `max_epochs` "
+        f"({demo.max_epochs}) is a safety net.",
+        "",
+        "| network | epochs | stopped by | best epoch | best validation F RMSE (meV/Å) |",
+        "|---|---|---|---|---|",
+    ]
+    for n in results["networks"]:
+        lines.append(
+            f"| {n['name']} | {n['epochs']} | {n['stop_reason']} | {n['best_epoch']} | "
+            f"{1000 * n['best_val_forces_rmse']:.1f} |"
+        )
+    lines += [
+        "",
         "## Accuracy",
         "",
         "| test set | method | E RMSE (meV/atom) | ε̄ Eq. (3) (meV/Å) | mean ε (meV/Å) |",
