@@ -35,6 +35,7 @@ __all__ = [
     "variant_rows",
     "markdown_table",
     "run_study",
+    "study_runner",
 ]
 
 #: Overrides of the ``cpu`` preset that make a network train in seconds (the tests' presets).
@@ -303,3 +304,34 @@ def run_study(
     atomic_write_json(workdir / "results.json", out)
     atomic_write_text(workdir / "section.md", text)
     return out
+
+
+def study_runner(title: str, *, conclude=None, reference: str = ""):
+    """The ``run(config, workdir, *, seeds, data, root)`` of an experiment made of one
+    :class:`Study` (see :func:`run_study` for ``title``, ``conclude`` and ``reference``)."""
+
+    def run(
+        config: Study,
+        workdir: str | Path,
+        *,
+        seeds: Sequence[int],
+        data: str,
+        root,
+        preset: str | None = None,
+    ):
+        """Train, evaluate and write ``results.json`` / ``section.md`` into ``workdir``
+        (``preset``: the preset's name for the provenance, default ``config.name``)."""
+        if preset is not None and preset != config.name:
+            config = dataclasses.replace(config, name=preset)
+        return run_study(
+            config,
+            workdir,
+            seeds=seeds,
+            data=data,
+            root=root,
+            title=title,
+            conclude=conclude,
+            reference=reference,
+        )
+
+    return run

@@ -12,9 +12,8 @@ The variant with the lower mean force RMSE over the three test sets is reported 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
-from experiments.common.single_runs import TINY_OVERRIDES, Study, run_study
+from experiments.common.single_runs import TINY_OVERRIDES, Study, study_runner
 
 __all__ = ["PRESETS", "PAPER_ERA", "run", "preferred"]
 
@@ -57,15 +56,4 @@ def _conclude(rows: Sequence[dict]) -> dict:
     }
 
 
-def run(
-    config: Study,
-    workdir: str | Path,
-    *,
-    seeds: Sequence[int],
-    data: str,
-    root: Path | None,
-) -> dict:
-    """Train, evaluate and write ``results.json`` / ``section.md`` (with the preferred variant)."""
-    return run_study(
-        config, workdir, seeds=seeds, data=data, root=root, title=TITLE, conclude=_conclude
-    )
+run = study_runner(TITLE, conclude=_conclude)

@@ -5,10 +5,7 @@ train_300K (DFT; N includes the 10 % validation share), test energy and force RM
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
-from experiments.common.single_runs import TINY_OVERRIDES, Study, run_study
+from experiments.common.single_runs import TINY_OVERRIDES, Study, study_runner
 
 __all__ = ["PRESETS", "PUBLISHED", "run"]
 
@@ -51,15 +48,4 @@ def _reference() -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(
-    config: Study,
-    workdir: str | Path,
-    *,
-    seeds: Sequence[int],
-    data: str,
-    root: Path | None,
-) -> dict:
-    """Train, evaluate and write ``results.json`` / ``section.md``."""
-    return run_study(
-        config, workdir, seeds=seeds, data=data, root=root, title=TITLE, reference=_reference()
-    )
+run = study_runner(TITLE, reference=_reference())

@@ -8,16 +8,18 @@ import pytest
 
 from experiments.common.pipeline import subsample
 from experiments.common.single_runs import train_to_convergence, variant_config
-from experiments.cpu_defaults.run import PRESETS, run
+from experiments.cpu_defaults.__main__ import main
+from experiments.cpu_defaults.run import PRESETS
 from nequip_jax import load
 from nequip_jax.data import load_3bpa
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
+    # Through the command line, as a user runs it (experiment_main passes the preset's name).
     workdir = tmp_path_factory.mktemp("ab")
-    out = run(PRESETS["tiny"], workdir, seeds=(0,), data="dft", root=None)
-    return workdir, out
+    main(["--preset", "tiny", "--workdir", str(workdir)])
+    return workdir, json.loads((workdir / "results.json").read_text())
 
 
 def test_results_match_an_independent_prediction(study):
