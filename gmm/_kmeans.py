@@ -238,9 +238,13 @@ def lloyd_padded(
         sums = jnp.matmul(onehot.T, x, precision=_HI)
         new = sums / jnp.maximum(counts, 1.0)[:, None]
         empty = (counts == 0) & active
-        far = jax.lax.top_k(jnp.where(mask, min_d2, -1.0), n_slots)[1]
-        rank = jnp.clip(jnp.cumsum(empty) - 1, 0, n_slots - 1)
-        new = jnp.where(empty[:, None], x[far[rank]], new)
+
+        def refill(new):
+            far = jax.lax.top_k(jnp.where(mask, min_d2, -1.0), n_slots)[1]
+            rank = jnp.clip(jnp.cumsum(empty) - 1, 0, n_slots - 1)
+            return jnp.where(empty[:, None], x[far[rank]], new)
+
+        new = jax.lax.cond(jnp.any(empty), refill, lambda new: new, new)  # sorts only if needed
         return jnp.where(active[:, None], new, centers), labels
 
     def cond(state):
