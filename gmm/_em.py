@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from gmm import _validation as val
+from gmm import _xla
 from gmm._chunks import chunk_rows, to_chunks, to_chunks_t
 from gmm._gaussian import (
     log_prob_and_resp_t,
@@ -429,6 +430,8 @@ def _select_best(results: FitResult) -> FitResult:
 def fit_padded(
     x: Array,
     mask: Array,
+    xs: Array,
+    ms: Array,
     key: Array,
     tol: Array,
     reg_covar: Array,
@@ -449,10 +452,14 @@ def fit_padded(
     ``n_components`` static slots of which ``candidate.n_components`` (traced) are active
     (default all, see :func:`initial_params`). Restart ``i`` of ``n_init`` uses the key
     ``jax.random.fold_in(key, i)``; restarts run batched with ``vmap`` and the best lower bound
-    wins (see :func:`_select_best`). ``x`` ``[N, D]`` must be zero where ``mask`` is False.
+    wins (see :func:`_select_best`).
+
+    Args:
+        x: ``[N, D]`` samples, zero where ``mask`` ``[N]`` is False.
+        xs, ms: the same as ``[n_chunks, D, rows]`` feature-major chunks and ``[n_chunks,
+            rows]`` mask (:func:`gmm._chunks.to_chunks_t`), ``rows`` as the EM pass uses.
     """
-    rows = chunk_rows(x.shape[0], n_components, x.shape[1])
-    xs, ms = to_chunks_t(x, rows), to_chunks(mask, rows)
+    rows = xs.shape[2]
     active = None if candidate is None else jnp.arange(n_components) < candidate.n_components
 
     def one_run(run_key: Array) -> FitResult:
@@ -479,7 +486,7 @@ def fit_padded(
     return _select_best(jax.vmap(one_run)(keys))
 
 
-@functools.partial(jax.jit, static_argnames=("n_components", "max_iter", "n_init", "init"))
+@functools.partial(_xla.jit, static_argnames=("n_components", "max_iter", "n_init", "init"))
 def fit_jit(
     x: Array,
     mask: Array,
@@ -502,9 +509,12 @@ def fit_jit(
     once per (N, D, K, dtype, which initial values are given, max_iter, n_init, init).
     """
     x = jnp.where(mask[:, None], x, jnp.zeros((), x.dtype))  # padding may hold NaN or inf
+    rows = chunk_rows(x.shape[0], n_components, x.shape[1])
     return fit_padded(
         x,
         mask,
+        to_chunks_t(x, rows),
+        to_chunks(mask, rows),
         key,
         tol,
         reg_covar,
