@@ -17,7 +17,7 @@ from gmm import _validation as val
 from gmm._em import CovarianceError
 from gmm._kmeans import default_n_local_trials
 from gmm._scoring import _log_prob, _prepare
-from gmm._sweep import sweep_jit
+from gmm._sweep import SweepResult, sweep_jit
 from gmm._types import Array, FitResult, GMMParams
 
 CRITERIA = ("bic", "aic")
@@ -86,6 +86,52 @@ class SelectionRow(NamedTuple):
     converged: bool
 
 
+def sweep_candidates(
+    x: Array,
+    mask: Array,
+    candidates: list[int],
+    key: Array,
+    *,
+    criterion: str,
+    max_iter: int,
+    tol: float,
+    reg_covar: float,
+    n_init: int,
+    init: str,
+) -> SweepResult:
+    """The compiled sweep over validated inputs (``x`` ``[N, D]``, ``mask`` ``[N]``).
+
+    Returns:
+        :class:`gmm._sweep.SweepResult` in the order of ``candidates``, with ``K_pad =
+        max(candidates)`` component slots.
+    """
+    n_valid = val.n_valid_samples(mask)
+    n_params = np.array([n_parameters(k, x.shape[1]) for k in candidates], dtype=np.float64)
+    penalties = n_params * np.log(n_valid) if criterion == "bic" else 2.0 * n_params
+    k_pad = max(candidates)
+    # Static sets that depend on the largest candidate only, so that candidate lists with the
+    # same largest K share one compiled sweep (init="random" draws through one branch per K of
+    # the list, see gmm._em.initial_resp).
+    trial_sizes = tuple(sorted({default_n_local_trials(k) for k in range(1, k_pad + 1)}))
+    k_sizes = tuple(sorted(set(candidates))) if init == "random" else (k_pad,)
+    return sweep_jit(
+        x,
+        mask,
+        key,
+        jnp.asarray(tol, x.dtype),
+        jnp.asarray(reg_covar, x.dtype),
+        jnp.asarray(candidates, jnp.int32),
+        jnp.asarray([default_n_local_trials(k) for k in candidates], jnp.int32),
+        jnp.asarray(penalties, x.dtype),
+        n_slots=k_pad,
+        trial_sizes=trial_sizes,
+        k_sizes=k_sizes,
+        max_iter=max_iter,
+        n_init=n_init,
+        init=init,
+    )
+
+
 def select_n_components(
     x: Any,
     candidates: Any = None,
@@ -102,14 +148,15 @@ def select_n_components(
     """Fit every candidate number of components and keep the lowest criterion.
 
     All candidates run in one compiled program (:func:`gmm._sweep.sweep_jit`): the
-    components are padded to the largest candidate and masked, the candidate ``K`` is a traced
-    value, so the sweep compiles once per (N, D, largest ``K``, dtype, options), not once per
-    ``K``. Candidate ``K`` is fitted with the key ``jax.random.fold_in(key, K)`` and equals
-    ``gmm.fit(x, K, key=jax.random.fold_in(key, K), mask=mask, ...)`` with the same options
-    (same initialisation, same iterations, up to the rounding of floating-point sums), so its
-    fit does not depend on the other candidates. A candidate whose covariance is not positive
-    definite after regularisation gets ``criterion = inf`` and is never chosen. Computation is
-    in the dtype of ``x`` (float32 or float64).
+    components are padded to the largest candidate and masked, the candidate ``K`` is a
+    traced value, so the sweep compiles once per (N, D, largest ``K``, number of candidates,
+    dtype, options), not once per ``K``. Candidate ``K`` is fitted with the key
+    ``jax.random.fold_in(key, K)`` and equals ``gmm.fit(x, K, key=jax.random.fold_in(key, K),
+    mask=mask, ...)`` with the same options (same initialisation, same iterations, up to the
+    rounding of floating-point sums), so its fit does not depend on the other candidates. A
+    candidate whose covariance is not positive definite after regularisation gets
+    ``criterion = inf`` and is never chosen. Computation is in the dtype of ``x`` (float32
+    or float64).
 
     Args:
         x: ``[N, D]`` features.
@@ -154,22 +201,15 @@ def select_n_components(
     val.check_n_samples(n_valid, max(ks))
     val.check_finite_features(xa, mask_a)
     dtype = xa.dtype
-    n_params = np.array([n_parameters(k, n_features) for k in ks], dtype=np.float64)
-    penalties = n_params * np.log(n_valid) if criterion == "bic" else 2.0 * n_params
-    n_trials = [default_n_local_trials(k) for k in ks]
-    sweep = sweep_jit(
+    sweep = sweep_candidates(
         xa,
         mask_a,
+        ks,
         key,
-        jnp.asarray(tol, dtype),
-        jnp.asarray(reg_covar, dtype),
-        jnp.asarray(ks, jnp.int32),
-        jnp.asarray(n_trials, jnp.int32),
-        jnp.asarray(penalties, dtype),
-        n_slots=max(ks),
-        trial_sizes=tuple(sorted(set(n_trials))),
-        k_sizes=tuple(sorted(set(ks))) if init == "random" else (max(ks),),
+        criterion=criterion,
         max_iter=max_iter,
+        tol=tol,
+        reg_covar=reg_covar,
         n_init=n_init,
         init=init,
     )

@@ -5,11 +5,11 @@ components uses the first ``K`` slots, the others are inactive (zero weight, hen
 responsibility and no contribution to the likelihood; zero mean and identity precision, so
 they never fail). ``K`` is a traced value, so the whole sweep — k-means++ seeding, Lloyd
 iterations, EM, restarts and the criterion — is one jitted call, compiled once per (N, D,
-``K_pad``, dtype, static options). The candidates run one after the other (``lax.map``), each
-with its own ``lax.while_loop`` convergence tests, so a candidate that converges early stops
-early. (Batching the candidates with ``vmap`` instead makes every candidate run as long as
-the slowest one, and every branch of the k-means++ draws run for each; on a 2-core CPU at
-N = 2430, D = 8, K = 1…20 that was about 4x slower.)
+``K_pad``, number of candidates, dtype, static options). The candidates run one after the
+other (``lax.map``), each with its own ``lax.while_loop`` convergence tests, so a candidate
+that converges early stops early. (Batching the candidates with ``vmap`` instead makes every
+candidate run as long as the slowest one, and every branch of the k-means++ draws run for
+each; on a 2-core CPU at N = 2430, D = 8, K = 1…20 that was about 4x slower.)
 
 For every ``K`` the result equals ``gmm.fit(x, K, key=jax.random.fold_in(key, K), ...)``:
 the same draws, the same iterations; only the order of some floating-point sums differs.
