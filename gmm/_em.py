@@ -17,13 +17,14 @@ import jax
 import jax.numpy as jnp
 
 from gmm import _validation as val
+from gmm import _xla
 from gmm._chunks import chunk_rows, to_chunks, to_chunks_t
 from gmm._gaussian import (
     log_prob_and_resp_t,
     precision_cholesky_from_covariances,
     precision_cholesky_from_precisions,
 )
-from gmm._kmeans import kmeans
+from gmm._kmeans import default_n_local_trials, kmeans_padded
 from gmm._types import Array, FitResult, GMMParams
 
 _HI = jax.lax.Precision.HIGHEST
@@ -127,6 +128,7 @@ def params_from_stats(
     centers: Array,
     reg_covar: Array,
     weights_total: Array | None = None,
+    active: Array | None = None,
 ) -> tuple[GMMParams, Array]:
     """M-step from sums around ``centers`` (scikit-learn's estimators, exactly re-arranged).
 
@@ -136,19 +138,25 @@ def params_from_stats(
     covariance; the correction is small because ``c_k`` are the previous means.
     ``w_k = n_k / Σ_j n_j`` (M-step) or ``n_k / weights_total`` (initialisation).
 
+    Inactive (padding) components get ``w_k = 0``, ``μ_k = 0`` and ``P_k = I``; they are left
+    out of ``Σ_j n_j`` and never fail. Their sums must be zero (zero responsibilities).
+
     Args:
         stats: sums around ``centers``.
-        centers: ``[K, D]`` reference centres ``c_k``.
+        centers: ``[K, D]`` reference centres ``c_k`` (zero for inactive components).
         reg_covar: ``[]`` covariance regularisation.
         weights_total: optional ``[]`` denominator of the weights.
+        active: optional ``[K]`` bool, False for padding components; default all active.
 
     Returns:
-        ``params`` and ``failed`` ``[]`` bool (some covariance not positive definite).
+        ``params`` and ``failed`` ``[]`` bool (some active covariance not positive definite).
     """
     dtype = centers.dtype
     n_features = centers.shape[1]
     r, t, s = stats.resp_sum, stats.diff_sum, stats.scatter
     nk = r + 10.0 * jnp.finfo(dtype).eps
+    if active is not None:
+        nk = jnp.where(active, nk, 1.0)  # inactive: r = t = S = 0, so μ = 0 and Σ = reg·I
     means = (t + r[:, None] * centers) / nk[:, None]
     delta = means - centers
     outer_td = t[:, :, None] * delta[:, None, :]
@@ -159,21 +167,32 @@ def params_from_stats(
         + r[:, None, None] * delta[:, :, None] * delta[:, None, :]
     )
     cov = scatter / nk[:, None, None] + reg_covar * jnp.eye(n_features, dtype=dtype)
-    p, failed = precision_cholesky_from_covariances(cov)
+    p, failed = precision_cholesky_from_covariances(cov, active)
+    if active is not None:
+        nk = jnp.where(active, nk, 0.0)
     total = jnp.sum(nk) if weights_total is None else weights_total
     return GMMParams(nk / total, means, p), failed
 
 
 def params_from_resp(
-    x: Array, mask: Array, resp: Array, reg_covar: Array, *, rows: int
+    x: Array,
+    mask: Array,
+    resp: Array,
+    reg_covar: Array,
+    active: Array | None = None,
+    *,
+    rows: int,
 ) -> tuple[GMMParams, Array]:
     """Parameters from responsibilities, as scikit-learn's ``_initialize`` (``w_k = n_k / N``).
 
     Two passes: the means ``Σ r x / n_k``, then the scatter around them.
 
     Args:
-        x: ``[N, D]``; ``mask``: ``[N]`` bool; ``resp``: ``[N, K]`` (zero rows where masked).
+        x: ``[N, D]``; ``mask``: ``[N]`` bool; ``resp``: ``[N, K]`` (zero rows where masked,
+            zero columns for inactive components).
         reg_covar: ``[]``.
+        active: optional ``[K]`` bool, False for padding components (see
+            :func:`params_from_stats`).
         rows: static chunk size.
 
     Returns:
@@ -182,21 +201,75 @@ def params_from_resp(
     nk = jnp.sum(resp, axis=0) + 10.0 * jnp.finfo(x.dtype).eps
     centers = jnp.matmul(resp.T, x, precision=_HI) / nk[:, None]
     stats = resp_stats(to_chunks_t(x, rows), to_chunks_t(resp, rows), centers)
-    return params_from_stats(stats, centers, reg_covar, jnp.sum(mask).astype(x.dtype))
+    n_valid = jnp.sum(mask).astype(x.dtype)
+    return params_from_stats(stats, centers, reg_covar, n_valid, active)
 
 
-def initial_resp(x: Array, mask: Array, key: Array, n_components: int, init: str) -> Array:
-    """``[N, K]`` initial responsibilities (zero rows for masked samples).
+class Candidate(NamedTuple):
+    """A number of components as traced values, padded to ``n_slots`` static slots.
 
-    ``"kmeans"``: one-hot labels of :func:`gmm._kmeans.kmeans` (k-means++ then Lloyd);
-    ``"random"``: uniform draws normalised per row (scikit-learn's ``init_params="random"``).
+    Attributes:
+        n_components: ``[]`` int32 ``K <= n_slots``; slots from ``K`` on are padding.
+        n_trials: ``[]`` int32 k-means++ candidates per seed (``2 + floor(log K)``), one of
+            the static ``trial_sizes`` of :func:`initial_params`.
     """
+
+    n_components: Array
+    n_trials: Array
+
+
+def fixed_candidate(n_components: int) -> Candidate:
+    """The :class:`Candidate` of a static ``K`` (no padding)."""
+    return Candidate(jnp.int32(n_components), jnp.int32(default_n_local_trials(n_components)))
+
+
+def _random_resp(key: Array, shape: tuple[int, int], n: Array, sizes: tuple[int, ...], dtype):
+    """``uniform(key, (N, n))`` (``tiny`` to 1) for a traced ``n`` in the static ``sizes``,
+    zero-padded to ``shape = (N, K_pad)``: a ``lax.switch`` over ``sizes`` draws the values
+    of the unpadded call."""
+    tiny = jnp.finfo(dtype).tiny  # > 0, so a row (K = 1) never normalises 0 / 0
+
+    def branch(k: int):
+        def draw(sub: Array) -> Array:
+            r = jax.random.uniform(sub, (shape[0], k), dtype, minval=tiny)
+            return jnp.pad(r, ((0, 0), (0, shape[1] - k)))
+
+        return draw
+
+    if len(sizes) == 1:
+        return branch(sizes[0])(key)
+    index = jnp.sum(jnp.asarray(sizes) < n)
+    return jax.lax.switch(index, [branch(k) for k in sizes], key)
+
+
+def initial_resp(
+    x: Array,
+    mask: Array,
+    key: Array,
+    candidate: Candidate,
+    *,
+    n_slots: int,
+    init: str,
+    trial_sizes: tuple[int, ...],
+    k_sizes: tuple[int, ...],
+) -> Array:
+    """``[N, n_slots]`` initial responsibilities (zero rows for masked samples, zero columns
+    for the padding slots from ``candidate.n_components`` on).
+
+    ``"kmeans"``: one-hot labels of k-means (:func:`gmm._kmeans.kmeans`: k-means++ then
+    Lloyd); ``"random"``: uniform draws normalised per row (scikit-learn's
+    ``init_params="random"``). For every ``K`` the active columns equal those of an unpadded
+    fit with ``K`` components and the same key. ``trial_sizes``/``k_sizes``: the static sets
+    the traced ``n_trials``/``n_components`` are drawn from.
+    """
+    k = candidate.n_components
     if init == "kmeans":
-        labels = kmeans(x, n_components, key=key, mask=mask).labels
-        resp = jax.nn.one_hot(labels, n_components, dtype=x.dtype)
+        labels = kmeans_padded(
+            x, n_slots, k, candidate.n_trials, key=key, mask=mask, trial_sizes=trial_sizes
+        ).labels
+        resp = jax.nn.one_hot(labels, n_slots, dtype=x.dtype)
     elif init == "random":
-        tiny = jnp.finfo(x.dtype).tiny  # > 0, so a row (K = 1) never normalises 0 / 0
-        resp = jax.random.uniform(key, (x.shape[0], n_components), x.dtype, minval=tiny)
+        resp = _random_resp(key, (x.shape[0], n_slots), k, k_sizes, x.dtype)
         resp = resp / jnp.sum(resp, axis=1, keepdims=True)
     else:  # pragma: no cover - validated eagerly
         raise ValueError(f"unknown init {init!r}")
@@ -211,10 +284,13 @@ def initial_params(
     weights_init: Array | None,
     means_init: Array | None,
     precisions_init: Array | None,
+    candidate: Candidate | None = None,
     *,
     n_components: int,
     init: str,
     rows: int,
+    trial_sizes: tuple[int, ...] | None = None,
+    k_sizes: tuple[int, ...] | None = None,
 ) -> tuple[GMMParams, Array]:
     """Initial parameters as scikit-learn's ``GaussianMixture._initialize``.
 
@@ -223,13 +299,35 @@ def initial_params(
     replace the computed ones. Explicit precisions are factorised as ``P Pᵀ = Λ``
     (upper-triangular ``P``).
 
+    Args:
+        n_components: static number of component slots ``K_pad``.
+        candidate: the traced number of active components (default all ``K_pad``, see
+            :class:`Candidate`); explicit initial values need all slots active.
+        trial_sizes, k_sizes: static sets of the candidate's ``n_trials`` and
+            ``n_components`` (default: the single values of ``K_pad``).
+
     Returns:
-        ``params`` and ``failed`` ``[]`` bool.
+        ``params`` (``K_pad`` slots; padding slots have zero weight, zero mean, identity
+        precision) and ``failed`` ``[]`` bool.
     """
+    if candidate is None:
+        candidate = fixed_candidate(n_components)
+        trial_sizes = (default_n_local_trials(n_components),)
+        k_sizes = (n_components,)
+    active = jnp.arange(n_components) < candidate.n_components
     failed = jnp.bool_(False)
     if weights_init is None or means_init is None or precisions_init is None:
-        resp = initial_resp(x, mask, key, n_components, init)
-        (weights, means, p), failed = params_from_resp(x, mask, resp, reg_covar, rows=rows)
+        resp = initial_resp(
+            x,
+            mask,
+            key,
+            candidate,
+            n_slots=n_components,
+            init=init,
+            trial_sizes=trial_sizes,
+            k_sizes=k_sizes,
+        )
+        (weights, means, p), failed = params_from_resp(x, mask, resp, reg_covar, active, rows=rows)
     if weights_init is not None:
         weights = weights_init
     if means_init is not None:
@@ -255,6 +353,7 @@ def em(
     ms: Array,
     tol: Array,
     reg_covar: Array,
+    active: Array | None = None,
     *,
     max_iter: int,
 ) -> FitResult:
@@ -271,6 +370,8 @@ def em(
         xs: ``[n_chunks, D, C]`` feature-major samples; ``ms``: ``[n_chunks, C]`` bool mask.
         tol: ``[]`` convergence threshold on the change of the lower bound.
         reg_covar: ``[]`` covariance regularisation.
+        active: optional ``[K]`` bool, False for padding components (zero weight in
+            ``params``, so zero responsibility; kept at zero weight by every M-step).
         max_iter: static iteration budget.
 
     Returns:
@@ -286,7 +387,7 @@ def em(
     def body(s: _EMState) -> _EMState:
         stats = e_step_stats(s.params, xs, ms)
         lower_bound = stats.log_prob_sum / n_valid
-        new_params, chol_failed = params_from_stats(stats, s.params.means, reg_covar)
+        new_params, chol_failed = params_from_stats(stats, s.params.means, reg_covar, active=active)
         bad = chol_failed | ~jnp.isfinite(lower_bound)
         params = jax.tree.map(lambda old, new: jnp.where(bad, old, new), s.params, new_params)
         change = lower_bound - s.lower_bound
@@ -326,7 +427,66 @@ def _select_best(results: FitResult) -> FitResult:
     return jax.tree.map(lambda a: a[best], results)
 
 
-@functools.partial(jax.jit, static_argnames=("n_components", "max_iter", "n_init", "init"))
+def fit_padded(
+    x: Array,
+    mask: Array,
+    xs: Array,
+    ms: Array,
+    key: Array,
+    tol: Array,
+    reg_covar: Array,
+    weights_init: Array | None = None,
+    means_init: Array | None = None,
+    precisions_init: Array | None = None,
+    candidate: Candidate | None = None,
+    *,
+    n_components: int,
+    max_iter: int,
+    n_init: int,
+    init: str,
+    trial_sizes: tuple[int, ...] | None = None,
+    k_sizes: tuple[int, ...] | None = None,
+) -> FitResult:
+    """Initialisation, EM and restarts for one number of components (traceable, no checks).
+
+    ``n_components`` static slots of which ``candidate.n_components`` (traced) are active
+    (default all, see :func:`initial_params`). Restart ``i`` of ``n_init`` uses the key
+    ``jax.random.fold_in(key, i)``; restarts run batched with ``vmap`` and the best lower bound
+    wins (see :func:`_select_best`).
+
+    Args:
+        x: ``[N, D]`` samples, zero where ``mask`` ``[N]`` is False.
+        xs, ms: the same as ``[n_chunks, D, rows]`` feature-major chunks and ``[n_chunks,
+            rows]`` mask (:func:`gmm._chunks.to_chunks_t`), ``rows`` as the EM pass uses.
+    """
+    rows = xs.shape[2]
+    active = None if candidate is None else jnp.arange(n_components) < candidate.n_components
+
+    def one_run(run_key: Array) -> FitResult:
+        params, failed = initial_params(
+            x,
+            mask,
+            run_key,
+            reg_covar,
+            weights_init,
+            means_init,
+            precisions_init,
+            candidate,
+            n_components=n_components,
+            init=init,
+            rows=rows,
+            trial_sizes=trial_sizes,
+            k_sizes=k_sizes,
+        )
+        return em(params, failed, xs, ms, tol, reg_covar, active, max_iter=max_iter)
+
+    if n_init == 1:
+        return one_run(jax.random.fold_in(key, 0))
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(n_init))
+    return _select_best(jax.vmap(one_run)(keys))
+
+
+@functools.partial(_xla.jit, static_argnames=("n_components", "max_iter", "n_init", "init"))
 def fit_jit(
     x: Array,
     mask: Array,
@@ -348,31 +508,24 @@ def fit_jit(
     batched with ``vmap`` and the best lower bound wins (see :func:`_select_best`). Compiled
     once per (N, D, K, dtype, which initial values are given, max_iter, n_init, init).
     """
-
     x = jnp.where(mask[:, None], x, jnp.zeros((), x.dtype))  # padding may hold NaN or inf
-    k = n_components
-    rows = chunk_rows(x.shape[0], k, x.shape[1])
-    xs, ms = to_chunks_t(x, rows), to_chunks(mask, rows)
-
-    def one_run(run_key: Array) -> FitResult:
-        params, failed = initial_params(
-            x,
-            mask,
-            run_key,
-            reg_covar,
-            weights_init,
-            means_init,
-            precisions_init,
-            n_components=n_components,
-            init=init,
-            rows=rows,
-        )
-        return em(params, failed, xs, ms, tol, reg_covar, max_iter=max_iter)
-
-    if n_init == 1:
-        return one_run(jax.random.fold_in(key, 0))
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(n_init))
-    return _select_best(jax.vmap(one_run)(keys))
+    rows = chunk_rows(x.shape[0], n_components, x.shape[1])
+    return fit_padded(
+        x,
+        mask,
+        to_chunks_t(x, rows),
+        to_chunks(mask, rows),
+        key,
+        tol,
+        reg_covar,
+        weights_init,
+        means_init,
+        precisions_init,
+        n_components=n_components,
+        max_iter=max_iter,
+        n_init=n_init,
+        init=init,
+    )
 
 
 def fit(

@@ -101,7 +101,15 @@ def log_prob_and_resp_t(params: GMMParams, xt: Array) -> tuple[Array, Array]:
     return top + jnp.log(total), e / total[None, :]
 
 
-def precision_cholesky_from_covariances(covariances: Array) -> tuple[Array, Array]:
+def _factor_failed(p: Array) -> Array:
+    """``[K]`` bool: the factor ``P_k`` ``[K, D, D]`` is not finite or has a diagonal <= 0."""
+    diag = jnp.diagonal(p, axis1=-2, axis2=-1)
+    return ~(jnp.all(jnp.isfinite(p), axis=(-2, -1)) & jnp.all(diag > 0, axis=-1))
+
+
+def precision_cholesky_from_covariances(
+    covariances: Array, active: Array | None = None
+) -> tuple[Array, Array]:
     """Upper-triangular precision Cholesky factors from covariances, with a failure flag.
 
     ``Σ_k = L_k L_kᵀ`` (lower ``L_k``), ``P_k = L_k⁻ᵀ``. Inside jit a non positive definite
@@ -109,18 +117,23 @@ def precision_cholesky_from_covariances(covariances: Array) -> tuple[Array, Arra
 
     Args:
         covariances: ``[K, D, D]`` symmetric matrices.
+        active: optional ``[K]`` bool; inactive (padding) components are factorised as the
+            identity and never fail. Default: all active.
 
     Returns:
-        ``precisions_cholesky`` ``[K, D, D]`` and ``failed`` ``[]`` bool (some factor is not
-        finite or has a non-positive diagonal).
+        ``precisions_cholesky`` ``[K, D, D]`` and ``failed`` ``[]`` bool (the factor of some
+        active component is not finite or has a non-positive diagonal).
     """
-    chol = jnp.linalg.cholesky(covariances)
     d = covariances.shape[-1]
     eye = jnp.broadcast_to(jnp.eye(d, dtype=covariances.dtype), covariances.shape)
+    if active is not None:
+        covariances = jnp.where(active[:, None, None], covariances, eye)
+    chol = jnp.linalg.cholesky(covariances)
     p = jnp.swapaxes(solve_triangular(chol, eye, lower=True), -1, -2)
-    diag = jnp.diagonal(p, axis1=-2, axis2=-1)
-    failed = ~(jnp.all(jnp.isfinite(p)) & jnp.all(diag > 0))
-    return p, failed
+    failed = _factor_failed(p)
+    if active is not None:
+        failed = failed & active
+    return p, jnp.any(failed)
 
 
 def precision_cholesky_from_precisions(precisions: Array) -> tuple[Array, Array]:
@@ -136,6 +149,4 @@ def precision_cholesky_from_precisions(precisions: Array) -> tuple[Array, Array]
     """
     flipped = jnp.flip(precisions, axis=(-2, -1))
     p = jnp.flip(jnp.linalg.cholesky(flipped), axis=(-2, -1))
-    diag = jnp.diagonal(p, axis1=-2, axis2=-1)
-    failed = ~(jnp.all(jnp.isfinite(p)) & jnp.all(diag > 0))
-    return p, failed
+    return p, jnp.any(_factor_failed(p))
