@@ -98,6 +98,10 @@ def sweep_jit(
     Returns:
         :class:`SweepResult`.
     """
+    n_candidates = n_components.shape[0]
+    assert x.ndim == 2 and mask.shape == x.shape[:1], (x.shape, mask.shape)
+    assert n_components.shape == n_trials.shape == penalties.shape == (n_candidates,)
+    assert x.shape[0] >= n_slots, "top_k in Lloyd needs at least K_pad samples"
     x = jnp.where(mask[:, None], x, jnp.zeros((), x.dtype))  # padding may hold NaN or inf
     rows = em_chunk_rows(x.shape[0], n_slots, x.shape[1])
     xs, ms = to_chunks_t(x, rows), to_chunks(mask, rows)
