@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from gmm import _validation as val
 from gmm import _xla
-from gmm._chunks import chunk_rows, to_chunks, to_chunks_t
+from gmm._chunks import em_chunk_rows, to_chunks, to_chunks_t
 from gmm._gaussian import (
     log_prob_and_resp_t,
     precision_cholesky_from_covariances,
@@ -509,7 +509,7 @@ def fit_jit(
     once per (N, D, K, dtype, which initial values are given, max_iter, n_init, init).
     """
     x = jnp.where(mask[:, None], x, jnp.zeros((), x.dtype))  # padding may hold NaN or inf
-    rows = chunk_rows(x.shape[0], n_components, x.shape[1])
+    rows = em_chunk_rows(x.shape[0], n_components, x.shape[1])
     return fit_padded(
         x,
         mask,

@@ -196,10 +196,18 @@ def kmeans_plusplus(
 
 
 def _assign(x: Array, x_sq: Array, centers: Array, active: Array) -> tuple[Array, Array]:
-    """Nearest active centre ``[N]`` int32 and the squared distance to it ``[N]``."""
+    """Nearest active centre ``[N]`` int32 (the first on ties) and the squared distance to it
+    ``[N]``.
+
+    ``argmin`` written as a ``min`` and the smallest index attaining it: two plain reductions,
+    about twice as fast on CPU as XLA's variadic (value, index) reduction.
+    """
     d2 = jnp.where(active[None, :], squared_distances(x, centers, x_sq), jnp.inf)
-    labels = jnp.argmin(d2, axis=1).astype(jnp.int32)
-    return labels, jnp.take_along_axis(d2, labels[:, None], axis=1)[:, 0]
+    min_d2 = jnp.min(d2, axis=1)
+    n_slots = centers.shape[0]
+    slots = jnp.arange(n_slots, dtype=jnp.int32)
+    labels = jnp.min(jnp.where(d2 == min_d2[:, None], slots, n_slots), axis=1)
+    return jnp.minimum(labels, n_slots - 1), min_d2  # a NaN row (masked junk) matches nothing
 
 
 def lloyd_padded(

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from gmm import _xla
-from gmm._chunks import chunk_rows, to_chunks, to_chunks_t
+from gmm._chunks import em_chunk_rows, to_chunks, to_chunks_t
 from gmm._em import Candidate, fit_padded
 from gmm._gaussian import log_prob_and_resp_t
 from gmm._types import Array, FitResult, GMMParams
@@ -98,8 +98,12 @@ def sweep_jit(
     Returns:
         :class:`SweepResult`.
     """
+    n_candidates = n_components.shape[0]
+    assert x.ndim == 2 and mask.shape == x.shape[:1], (x.shape, mask.shape)
+    assert n_components.shape == n_trials.shape == penalties.shape == (n_candidates,)
+    assert x.shape[0] >= n_slots, "top_k in Lloyd needs at least K_pad samples"
     x = jnp.where(mask[:, None], x, jnp.zeros((), x.dtype))  # padding may hold NaN or inf
-    rows = chunk_rows(x.shape[0], n_slots, x.shape[1])
+    rows = em_chunk_rows(x.shape[0], n_slots, x.shape[1])
     xs, ms = to_chunks_t(x, rows), to_chunks(mask, rows)
 
     def one(candidate: tuple[Array, Array, Array]) -> tuple[FitResult, Array]:

@@ -17,13 +17,14 @@ against warm. Data are float64 samples of an 8-component mixture with overlappin
    every precision), ``gmm.fit`` against ``GaussianMixture.fit``, with the relative difference
    of the final lower bounds.
 
-scikit-learn runs with one BLAS thread by default (``--sklearn-threads``); with its default
-threading it was slower on the 2-core machine this was written on, and far slower when other
-jobs shared it. ``default`` is scikit-learn's own threading.
+scikit-learn runs with one BLAS thread and, except at the paper size, also with its default
+threading (``default``); ``--sklearn-threads`` overrides both. On the loaded 2-core machine this
+was written on, one thread was the faster setting (the default threading took 758 s for the
+paper-size sweep, one thread 142 s).
 
 Usage::
 
-    python experiments/bench/gmm_fit.py              # the three cases above
+    python experiments/bench/gmm_fit.py              # the three cases above (~10 min)
     python experiments/bench/gmm_fit.py --quick      # small sizes, a smoke run
     python experiments/bench/gmm_fit.py --cases demo --sklearn-threads 1 default
 """
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument(
-        "--sklearn-threads", nargs="+", default=["1"], help="BLAS threads: integers or 'default'"
+        "--sklearn-threads", nargs="+", default=None, help="BLAS threads: integers or 'default'"
     )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -221,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     sizes = QUICK if args.quick else CASES
     for name in args.cases:
-        run_case(name, *sizes[name], args.sklearn_threads)
+        threads = args.sklearn_threads or (["1"] if name == "paper" else ["1", "default"])
+        run_case(name, *sizes[name], threads)
     print(f"\nload average {_loads()} (1, 5, 15 min) at end")
 
 

@@ -50,7 +50,8 @@ def fit_gmm_uncertainty(
         candidates: explicit K values (default ``1 … min(max_components, N − 1)``).
         criterion: ``"bic"`` (lower is better) or ``"aic"``.
         batch_size: structures per forward pass for the features.
-        **fit_kwargs: passed to :func:`gmm.fit` (``max_iter``, ``tol``, ``reg_covar``, ...).
+        **fit_kwargs: passed to :func:`gmm.select_n_components` (``max_iter``, ``tol``,
+            ``reg_covar``, ``n_init``, ``init``).
 
     Returns:
         ``(potential_with_gmm, table)``; ``table`` lists one row per K (``gmm.SelectionRow``).

@@ -218,3 +218,20 @@ def test_the_sweep_traces_once_per_largest_candidate_and_count(x64, caplog):
         assert _count_sweep_traces(caplog) == 2
         gmm.select_n_components(x, [1, 6], key=jax.random.key(0))  # a new number of candidates
         assert _count_sweep_traces(caplog) == 3
+
+
+@pytest.mark.slow
+def test_jit_and_no_jit_agree(x64):
+    """The sweep executed op by op (``disable_jit``) equals the compiled one.
+
+    Marked slow: op-by-op execution compiles each of a few hundred primitives.
+    """
+    x, _ = mixture_sample(28, 2, 60, D_STD, separation=6.0)
+    key = jax.random.key(28)
+    jitted = _raw_sweep(x, [2, 1], key, max_iter=3)
+    with jax.disable_jit():
+        eager = _raw_sweep(x, [2, 1], key, max_iter=3)
+    np.testing.assert_array_equal(eager.fits.n_iter, jitted.fits.n_iter)
+    np.testing.assert_allclose(eager.criterion, jitted.criterion, rtol=1e-12)
+    for a, b in zip(eager.fits.params, jitted.fits.params, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
