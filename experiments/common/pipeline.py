@@ -294,9 +294,17 @@ def _train_piece(
         if info.get("recipe") == recipe:
             group = Ensemble.load(folder / "ensemble").groups[0]
             return group, {**info["info"], "cached": True}
+    # An interrupted piece continues from its last epoch: the folder name hashes the recipe, so
+    # a checkpoint found there belongs to these settings, and resuming is exact.
+    resumed = (folder / "train" / "last.ckpt").is_file()
     start = time.perf_counter()
-    result = train_group(configs, members, folder / "train", data=data, verbose=verbose)
-    seconds = time.perf_counter() - start
+    result = train_group(
+        configs, members, folder / "train", data=data, verbose=verbose, resume=True
+    )
+    # A resumed piece's wall time is that of all its epochs (metrics.jsonl), not of this call.
+    seconds = (
+        max(n["wall_s"] for n in result.networks) if resumed else time.perf_counter() - start
+    )
     group = EnsembleGroup(
         result.prep.model_config,
         result.params,
@@ -314,6 +322,7 @@ def _train_piece(
         "networks": result.networks,
         "n_train": len(data[0]),
         "n_val": len(data[1]),
+        "resumed": resumed,
     }
     atomic_write_json(done, {"recipe": recipe, "info": info})
     return group, {**info, "cached": False}

@@ -227,3 +227,37 @@ def test_variants_of_equal_shape_train_as_one_cached_piece(frames_300K, tiny_mod
         trained.diverse.predict(frames)["member_energy"],
         again.diverse.predict(frames)["member_energy"],
     )
+
+
+def test_interrupted_piece_resumes_to_the_uninterrupted_result(frames_300K, tiny_model, tmp_path):
+    # A piece killed after 1 of 3 epochs (its folder holds last.ckpt, no piece.json) continues
+    # from that checkpoint: same parameters and per-member records as training it in one go.
+    mc = MethodsConfig(
+        model=tiny_model,
+        optim={"batch_size": 2, "eval_batch_size": 4, "max_epochs": 3},
+        n_traditional=2,
+        n_diverse_traditional=2,
+    )
+    data = (frames_300K[:4], frames_300K[4:6])
+    kwargs = dict(seed=0, data=data, methods=("traditional",))
+    whole = pipeline.train_methods(mc, models_dir=tmp_path / "whole", **kwargs)
+    folder = tmp_path / "resumed" / whole.info["traditional"]["folder"]
+    short = run_config(dataclasses.replace(mc, optim={**mc.optim, "max_epochs": 1}), seed=0)
+    pipeline.train_group([short] * 2, [0, 1], folder / "train", data=data, verbose=False)
+    assert (folder / "train" / "last.ckpt").is_file() and not (folder / "piece.json").exists()
+    done = (folder / "train" / "metrics.jsonl").read_text().splitlines()
+    resumed = pipeline.train_methods(mc, models_dir=tmp_path / "resumed", **kwargs)
+    info = resumed.info["traditional"]
+    assert info["resumed"] and not info["cached"] and info["epochs"] == 3
+    assert [n["epochs"] for n in info["networks"]] == [3, 3]
+    # The epoch already trained is kept (its timing included), not trained again.
+    assert (folder / "train" / "metrics.jsonl").read_text().splitlines()[:2] == done
+    frames = frames_300K[6:8]
+    np.testing.assert_array_equal(
+        whole.traditional.predict(frames)["member_energy"],
+        resumed.traditional.predict(frames)["member_energy"],
+    )
+    strip = ("wall_s",)
+    assert [{k: v for k, v in n.items() if k not in strip} for n in info["networks"]] == [
+        {k: v for k, v in n.items() if k not in strip} for n in whole.info["traditional"]["networks"]
+    ]
