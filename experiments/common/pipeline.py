@@ -302,9 +302,7 @@ def _train_piece(
         configs, members, folder / "train", data=data, verbose=verbose, resume=True
     )
     # A resumed piece's wall time is that of all its epochs (metrics.jsonl), not of this call.
-    seconds = (
-        max(n["wall_s"] for n in result.networks) if resumed else time.perf_counter() - start
-    )
+    seconds = max(n["wall_s"] for n in result.networks) if resumed else time.perf_counter() - start
     group = EnsembleGroup(
         result.prep.model_config,
         result.params,
