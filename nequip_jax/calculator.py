@@ -23,10 +23,8 @@ Units: energies eV, forces eV/Å, positions Å.
 
 from __future__ import annotations
 
-import collections
-import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import ase
@@ -35,21 +33,18 @@ import jraph
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-import gmm as gmm_lib
 from nequip_jax.data import PaddingBudget, neighbour_list
-from nequip_jax.model import NequIPConfig, Potential, make_model_fns, model_jit
+from nequip_jax.model import Potential
+from nequip_jax.model.potential import ensemble_program, potential_program, trace_count
 from nequip_jax.uncertainty.metrics import ensemble_sigma
 
 __all__ = [
     "NequIPCalculator",
     "NeighbourList",
     "build_neighbours",
-    "compiled_ensemble_fn",
-    "compiled_potential_fn",
     "needs_rebuild",
     "edge_budget",
     "single_graph",
-    "trace_count",
 ]
 
 _EDGE_MULTIPLE = 64
@@ -191,52 +186,6 @@ class _Evaluation(NamedTuple):
     extra: dict
 
 
-_TRACES: collections.Counter = collections.Counter()
-
-
-def trace_count() -> int:
-    """Total jit traces (compilations) of the calculator's model functions in this process."""
-    return sum(_TRACES.values())
-
-
-def _counted(fn: Callable, key: Any) -> Callable:
-    def traced(*args):
-        _TRACES[key] += 1  # runs once per trace (compilation), not per call
-        return fn(*args)
-
-    return traced
-
-
-@functools.lru_cache(maxsize=32)
-def compiled_potential_fn(config: NequIPConfig) -> Callable:
-    """Jitted ``(params, gmm | None, graph) -> outputs`` shared by every calculator of ``config``
-    (a retrained potential with the same hyperparameters reuses the compiled code)."""
-    _, predict = make_model_fns(config)
-
-    def run(params, gmm_params, graph):
-        out = predict(params, graph)
-        if gmm_params is not None:
-            out["nll"] = gmm_lib.nll(gmm_params, out["features"])  # Eq. (8)
-        return out
-
-    return model_jit(_counted(run, ("potential", config)))
-
-
-@functools.lru_cache(maxsize=32)
-def compiled_ensemble_fn(config: NequIPConfig) -> Callable:
-    """Jitted ``(stacked params, graph, radial=None) -> outputs with a leading member axis``.
-
-    ``radial`` is the group's per-member :class:`nequip_jax.model.RadialSettings` (``None`` when
-    ``config`` describes every member); the graph is built with ``config.r_max``, the largest.
-    """
-    _, predict = make_model_fns(config)
-
-    def run(params, graph, radial=None):
-        return jax.vmap(lambda p, r: predict(p, graph, radial=r))(params, radial)
-
-    return model_jit(_counted(run, ("ensemble", config)))
-
-
 class _Backend:
     """Species list, cutoff and dtype of a model, and its evaluation on one padded graph."""
 
@@ -254,7 +203,7 @@ class _PotentialBackend(_Backend):
         self.species = potential.species
         self.r_max = potential.r_max
         self.float64 = potential.config.dtype == "float64"
-        self._fn = compiled_potential_fn(potential.config)
+        self._fn = potential_program(potential.config)
 
     def evaluate(self, graph, n_atoms):
         out = jax.device_get(self._fn(self.potential.params, self.potential.gmm, graph))
@@ -274,12 +223,12 @@ class _EnsembleBackend(_Backend):
         self.species = tuple(ensemble.species)
         self.r_max = max(float(g.config.r_max) for g in ensemble.groups)
         self.float64 = any(g.config.dtype == "float64" for g in ensemble.groups)
-        self._fns = [compiled_ensemble_fn(g.config) for g in ensemble.groups]
+        self._fns = [ensemble_program(g.config) for g in ensemble.groups]
 
     def evaluate(self, graph, n_atoms):
         energy, forces, energies = {}, {}, {}
         for group, fn in zip(self.ensemble.groups, self._fns, strict=True):
-            out = jax.device_get(fn(group.params, graph, group.radial))
+            out = jax.device_get(fn(group.params, group.radial, graph))
             for j, member in enumerate(group.members):
                 energy[member] = float(out["energy"][j, 0])
                 forces[member] = np.asarray(out["forces"][j, :n_atoms], np.float64)

@@ -16,10 +16,12 @@ leaves a half-written model.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +37,73 @@ from nequip_jax.model._config import NequIPConfig
 from nequip_jax.model._fns import make_model_fns
 from nequip_jax.model._predict import model_jit
 
-__all__ = ["Potential", "load", "FORMAT_VERSION", "run_batched", "check_dataset"]
+__all__ = [
+    "Potential",
+    "load",
+    "FORMAT_VERSION",
+    "run_batched",
+    "check_dataset",
+    "potential_program",
+    "ensemble_program",
+    "trace_count",
+]
 
 FORMAT_VERSION = 1
+
+_TRACES: collections.Counter = collections.Counter()
+
+
+def trace_count() -> int:
+    """Jit traces (compilations) of :func:`potential_program` and :func:`ensemble_program`
+    programs in this process."""
+    return sum(_TRACES.values())
+
+
+def _counted(fn: Callable, key: Any) -> Callable:
+    def traced(*args):
+        _TRACES[key] += 1  # runs once per trace (compilation), not per call
+        return fn(*args)
+
+    return traced
+
+
+@functools.lru_cache(maxsize=32)
+def potential_program(config: NequIPConfig) -> Callable:
+    """Jitted ``(params, gmm params | None, graph) -> outputs`` of every potential with
+    hyperparameters ``config`` (energies, forces, per-atom energies, features and, with a
+    mixture, the per-atom NLL of Eq. (8)).
+
+    One program per configuration and process, shared by :class:`Potential`, the ASE calculator
+    and the on-the-fly surrogate, so a retrained or reloaded potential of the same
+    hyperparameters compiles nothing for shapes already seen.
+    """
+    _, predict = make_model_fns(config)
+
+    def run(params, gmm_params, graph):
+        out = predict(params, graph)
+        if gmm_params is not None:
+            out["nll"] = gmm_lib.nll(gmm_params, out["features"])
+        return out
+
+    return model_jit(_counted(run, ("potential", config)))
+
+
+@functools.lru_cache(maxsize=32)
+def ensemble_program(config: NequIPConfig) -> Callable:
+    """Jitted ``(stacked params, radial | None, graph) -> outputs with a leading member axis`` of
+    a vmapped group of members with hyperparameters ``config`` (one per configuration and
+    process, like :func:`potential_program`).
+
+    ``radial`` holds the group's per-member :class:`nequip_jax.model.RadialSettings` (``None``
+    when ``config`` describes every member); the graph is built with ``config.r_max``, the
+    largest member cutoff.
+    """
+    _, predict = make_model_fns(config)
+
+    def run(params, radial, graph):
+        return jax.vmap(lambda p, r: predict(p, graph, radial=r))(params, radial)
+
+    return model_jit(_counted(run, ("ensemble", config)))
 
 
 def _round_to(n: int) -> int:
@@ -122,7 +188,6 @@ class Potential:
 
     def __post_init__(self):
         self.species = tuple(int(z) for z in self.species)
-        self._compiled = None
 
     @property
     def r_max(self) -> float:
@@ -131,19 +196,6 @@ class Potential:
     @property
     def feature_dim(self) -> int:
         return int(self.config.resolved_feature_dim)
-
-    def _predict_fn(self):
-        if self._compiled is None:
-            _, predict = make_model_fns(self.config)
-
-            def run(params, gmm_params, graph):
-                out = predict(params, graph)
-                if gmm_params is not None:
-                    out["nll"] = gmm_lib.nll(gmm_params, out["features"])
-                return out
-
-            self._compiled = model_jit(run)
-        return self._compiled
 
     def graphs(
         self, atoms_list: Sequence[ase.Atoms], *, source: str = "structures"
@@ -157,7 +209,11 @@ class Potential:
         """Predictions for a :class:`GraphDataset` built by :meth:`graphs` (see :meth:`predict`)."""
         check_dataset(dataset, self.species, self.r_max)
         out = run_batched(
-            self._predict_fn(), (self.params, self.gmm), dataset, batch_size, self.config.dtype
+            potential_program(self.config),
+            (self.params, self.gmm),
+            dataset,
+            batch_size,
+            self.config.dtype,
         )
         if "nll" in out:
             out["uncertainty"] = out["nll"]

@@ -23,10 +23,10 @@ import jax
 import numpy as np
 
 import gmm as gmm_lib
-from nequip_jax.calculator import NequIPCalculator, compiled_ensemble_fn, compiled_potential_fn
+from nequip_jax.calculator import NequIPCalculator
 from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget
 from nequip_jax.model import Potential
-from nequip_jax.model.potential import run_batched
+from nequip_jax.model.potential import ensemble_program, potential_program, run_batched
 from nequip_jax.otf.finetune import FineTuner, grow_budget
 from nequip_jax.uncertainty.ensemble import Ensemble
 from nequip_jax.uncertainty.metrics import ensemble_mean_forces, ensemble_sigma
@@ -172,8 +172,8 @@ class Surrogate:
         if self.is_ensemble:
             group = self.model.groups[0]
             out = run_batched(
-                compiled_ensemble_fn(group.config),
-                (group.params,),
+                ensemble_program(group.config),
+                (group.params, group.radial),
                 dataset,
                 _EVAL_BATCH,
                 dtype,
@@ -187,7 +187,7 @@ class Surrogate:
                 "member_forces": out["forces"],
             }
         out = run_batched(
-            compiled_potential_fn(self.config),
+            potential_program(self.config),
             (self.model.params, None),
             dataset,
             _EVAL_BATCH,

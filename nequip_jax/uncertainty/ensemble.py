@@ -34,10 +34,8 @@ from nequip_jax.model import (
     RADIAL_FIELDS,
     NequIPConfig,
     RadialSettings,
-    make_model_fns,
-    model_jit,
 )
-from nequip_jax.model.potential import Potential, check_dataset, run_batched
+from nequip_jax.model.potential import Potential, check_dataset, ensemble_program, run_batched
 from nequip_jax.train.config import RunConfig, apply_overrides
 from nequip_jax.train.loop import load_training_data, member_keys, train_group
 from nequip_jax.uncertainty.metrics import ensemble_mean_forces, ensemble_sigma
@@ -140,7 +138,6 @@ class EnsembleGroup:
     radial: RadialSettings | None = None
 
     def __post_init__(self):
-        self._fn = None
         if self.radial is not None:
             sizes = {int(np.shape(v)[0]) if np.ndim(v) else -1 for v in self.radial}
             if sizes != {len(self.members)}:
@@ -156,15 +153,9 @@ class EnsembleGroup:
                 )
 
     def predict_fn(self):
-        """Jitted ``(stacked params, radial, graph) -> outputs with a leading member axis``."""
-        if self._fn is None:
-            _, predict = make_model_fns(self.config)
-
-            def run(params, radial, graph):
-                return jax.vmap(lambda p, r: predict(p, graph, radial=r))(params, radial)
-
-            self._fn = model_jit(run)
-        return self._fn
+        """Jitted ``(stacked params, radial, graph) -> outputs with a leading member axis``
+        (:func:`~nequip_jax.model.potential.ensemble_program` of the group's configuration)."""
+        return ensemble_program(self.config)
 
     def member_config(self, j: int) -> NequIPConfig:
         """The model configuration of member ``j`` alone (its own ``r_max`` etc.)."""

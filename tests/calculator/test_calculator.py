@@ -14,12 +14,14 @@ from ase.optimize import BFGS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nequip_jax import load
 from nequip_jax.calculator import (
     NequIPCalculator,
     build_neighbours,
     edge_budget,
     needs_rebuild,
 )
+from nequip_jax.model.potential import potential_program, trace_count
 from nequip_jax.oracle import bare_copy
 
 
@@ -272,3 +274,20 @@ def test_potential_without_gmm_has_no_uncertainty(x64, potential64, variants, re
         atoms.get_potential_energy(), references["potential64"]["energy"][0], atol=1e-10
     )
     assert "uncertainty" not in atoms.calc.results
+
+
+def test_one_program_per_configuration_and_shape(x64, potential64, frames_300K, tmp_path):
+    """A reloaded potential of the same hyperparameters reuses the compiled program of the first
+    (no trace for shapes already seen), the calculator and Potential.predict share it, and the
+    reloaded copy predicts the same numbers."""
+    frames = frames_300K[:3]
+    first = potential64.predict(frames)
+    potential64.save(tmp_path / "model")
+    again = load(tmp_path / "model")
+    assert again is not potential64 and again.config == potential64.config
+    before = trace_count()
+    second = again.predict(frames)
+    assert trace_count() == before
+    np.testing.assert_array_equal(first["energy"], second["energy"])
+    calc = NequIPCalculator(again)
+    assert calc._backend._fn is potential_program(potential64.config)
