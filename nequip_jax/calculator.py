@@ -33,6 +33,7 @@ import jraph
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
+from nequip_jax._cache import enable_compilation_cache
 from nequip_jax.data import PaddingBudget, neighbour_list
 from nequip_jax.model import Potential
 from nequip_jax.model.potential import ensemble_program, potential_program, trace_count
@@ -283,6 +284,10 @@ class NequIPCalculator(Calculator):
             system size (rounded up to 64); enlarged only when exceeded.
         **kwargs: passed to :class:`ase.calculators.calculator.Calculator`.
 
+    Creating a calculator turns on JAX's persistent compilation cache
+    (:func:`nequip_jax.enable_compilation_cache`; ``NEQUIP_JAX_CACHE_DIR=off`` disables it), so
+    the first step of a later process reads the compiled model from disk.
+
     Attributes:
         n_neighbour_builds: neighbour lists built so far.
         n_traces: jit traces (compilations) caused by this calculator's calls: one per system
@@ -298,6 +303,7 @@ class NequIPCalculator(Calculator):
         if not edge_headroom >= 1.0:
             raise ValueError(f"edge_headroom={edge_headroom}: must be >= 1 (a factor).")
         super().__init__(**kwargs)
+        enable_compilation_cache()
         self.model = model
         self.skin = float(skin)
         self.edge_headroom = float(edge_headroom)

@@ -253,7 +253,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from nequip_jax._cache import enable_compilation_cache
+
     args = _build_parser().parse_args(argv)
+    enable_compilation_cache()  # NEQUIP_JAX_CACHE_DIR=off turns it off
     return int(args.func(args) or 0)
 
 

@@ -21,9 +21,14 @@ def compilation_cache(tmp_path_factory):
         jax.config.jax_compilation_cache_dir,
         jax.config.jax_persistent_cache_min_compile_time_secs,
     )
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
+    folder = str(tmp_path_factory.mktemp("xla_cache"))
+    jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    # Command-line runs in subprocesses use the same folder, never the user's cache.
+    environ = pytest.MonkeyPatch()
+    environ.setenv("NEQUIP_JAX_CACHE_DIR", folder)
     yield
+    environ.undo()
     jax.config.update("jax_compilation_cache_dir", previous[0])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
 

@@ -37,6 +37,7 @@ import ase
 import jax
 import numpy as np
 
+from nequip_jax._cache import enable_compilation_cache
 from nequip_jax._io import atomic_write_json
 from nequip_jax.data import SPLITS, DataError, search_folders
 from nequip_jax.model import Potential
@@ -69,7 +70,6 @@ __all__ = [
     "experiment_main",
     "subsample",
     "seeds_from_args",
-    "enable_compilation_cache",
     "hardware_note",
 ]
 
@@ -721,7 +721,7 @@ def experiment_main(
     config = presets[args.preset]
     data = args.data or config.data
     runs = REPO_ROOT / "runs"
-    enable_compilation_cache(runs / ".xla_cache")
+    enable_compilation_cache()
     tag = f"{args.preset}-{data}"
     options: dict[str, Any] = {
         "seeds": seeds_from_args(args, config.seeds),
@@ -744,14 +744,6 @@ def seeds_from_args(args: argparse.Namespace, default: Sequence[int]) -> tuple[i
     if args.seed is not None:
         return (args.seed,)
     return tuple(default)
-
-
-def enable_compilation_cache(folder: str | Path) -> None:
-    """Persistent XLA compilation cache: repeated seeds and retrainings with equal shapes skip
-    compilation (minutes per program on a busy 2-core CPU)."""
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def hardware_note() -> str:

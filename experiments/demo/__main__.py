@@ -3,6 +3,7 @@
 import argparse
 
 from experiments.demo.run import PRESETS, run
+from nequip_jax import enable_compilation_cache
 
 
 def main() -> None:
@@ -11,6 +12,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default="runs/demo")
     args = parser.parse_args()
+    enable_compilation_cache()
     run(PRESETS[args.preset], args.workdir, seed=args.seed, preset=args.preset)
 
 
