@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> None:
                         flush=True,
                     )
     print()
-    print("| workload | cache off (s) | cold cache (s) | warm cache (s) | off / warm | cold / off |")
-    print("|---|---|---|---|---|---|")
+    header = ("workload", "cache off (s)", "cold cache (s)", "warm cache (s)", "off / warm")
+    print("| " + " | ".join(header) + " | cold / off |")
+    print("|---" * (len(header) + 1) + "|")
     for workload in args.workloads:
         off, cold, warm = (statistics.median(times[(workload, s)]) for s in SETTINGS)
         print(
