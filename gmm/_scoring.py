@@ -26,7 +26,11 @@ def _prepare(params: GMMParams, x: Any) -> tuple[GMMParams, Array]:
 
 
 def _map_chunks(fn: Callable[[Array], Array], params: GMMParams, x: Array) -> Array:
-    """``fn`` over fixed-size chunks of ``x`` (``lax.map``): memory O(chunk·K·D), not N·K·D."""
+    """``fn`` over fixed-size chunks of ``x`` (``lax.map``): memory O(chunk·K·D), not N·K·D.
+
+    A symbolic number of samples (a ``jax.export`` program for any N) is one chunk."""
+    if not isinstance(x.shape[0], int):
+        return fn(x)
     rows = chunk_rows(x.shape[0], params.means.shape[0], x.shape[1])
     return from_chunks(jax.lax.map(fn, to_chunks(x, rows)), x.shape[0])
 

@@ -148,6 +148,27 @@ def _fit_gmm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from nequip_jax.export import METADATA_FILE, PROGRAM_FILE, export_potential
+
+    potential = _load_model(Path(args.model))
+    if not hasattr(potential, "gmm"):
+        raise SystemExit(
+            f"{args.model} is an ensemble; export takes a single potential with a GMM "
+            "(<workdir>/model after `nequip-jax fit-gmm`)."
+        )
+    try:
+        out = export_potential(potential, args.out, platforms=args.platforms)
+    except ValueError as err:
+        raise SystemExit(f"{args.model}: {err}") from None
+    size = (out / PROGRAM_FILE).stat().st_size
+    print(
+        f"wrote {out / PROGRAM_FILE} ({size / 1e6:.2f} MB, for {', '.join(args.platforms)}) "
+        f"and {out / METADATA_FILE}"
+    )
+    return 0
+
+
 def _train_ensemble(args: argparse.Namespace) -> int:
     from nequip_jax.train import load_config
     from nequip_jax.uncertainty.ensemble import load_variants, train_ensemble
@@ -227,6 +248,19 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-components", type=int, default=49)
     p.add_argument("--config", default=None, help="run config (default <model>/../config.yaml)")
     p.set_defaults(func=_fit_gmm)
+
+    p = sub.add_parser(
+        "export", help="write a potential + GMM as a jax.export program (any number of atoms)"
+    )
+    p.add_argument("model", help="model folder with a GMM (after fit-gmm)")
+    p.add_argument("out", help="output folder (potential.jaxexport, metadata.json)")
+    p.add_argument(
+        "--platforms",
+        nargs="+",
+        default=["cpu", "cuda"],
+        help="platforms to lower for (cpu, cuda, rocm, tpu; default cpu cuda)",
+    )
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("train-ensemble", help="train a vmapped deep ensemble")
     p.add_argument("config", help="YAML file or preset name")

@@ -96,6 +96,8 @@ def auto_chunk_size(
     lmax = 2, 2,200 edges ≈ 28 MB: 332 ms chunked vs 361 ms in one chunk).
     """
     width = sum(m * (2 * ell + 1) for m, ell, _ in plan.outputs)
+    if not isinstance(n_edge, int):  # symbolic (jax.export): one chunk, see convolution()
+        return 1
     if n_edge <= max_unchunked_edges and n_edge * width * 4 <= max_unchunked_bytes:
         return max(n_edge, 1)
     edges = max(1, chunk_bytes // (4 * width))

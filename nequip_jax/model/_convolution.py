@@ -143,7 +143,8 @@ def convolution(
         ]
 
     zeros = [jnp.zeros((n_node, 2 * l3 + 1, m), sh.dtype) for m, l3, _ in plan.outputs]
-    if n_edge <= chunk_size:
+    # A symbolic edge count (a program exported for any number of atoms) is one chunk.
+    if not isinstance(n_edge, int) or n_edge <= chunk_size:
         return chunk_messages(senders, receivers, sh, embedding, zeros)
 
     n_chunks = math.ceil(n_edge / chunk_size)
