@@ -63,6 +63,9 @@ class Config:
         chunk_size / scan_chunk_size: MD frames / scan points per chunk (the restart granularity).
         limit_chunks: stop after computing this many chunks (simulates an interrupted run).
         fmax, max_steps, maxstep, epsilon: relaxation settings (see scan.relax_fixed_dihedrals).
+        free_amine: hold only α, β, γ during the scans' relaxations, not the amine dihedral
+            (1, 4, 6, 8) — the recipe of earlier xTB scans, kept to measure what holding it
+            changes; the original DFT scans held it.
         clash_ratio: a non-bonded contact below this fraction of the covalent-radius sum is a clash.
         dihedral_tolerance: largest accepted |measured - target| after relaxation, degrees.
         method, accuracy, electronic_temperature, max_iterations: the XTBOracle.
@@ -84,6 +87,7 @@ class Config:
     max_steps: int = 500
     maxstep: float = 0.2
     epsilon: float = 1e-5
+    free_amine: bool = False
     clash_ratio: float = 0.6
     dihedral_tolerance: float = 0.1
     method: str = "GFN2-xTB"
@@ -91,6 +95,11 @@ class Config:
     electronic_temperature: float = 300.0
     max_iterations: int = 250
     quiet: bool = False
+
+
+def held_dihedrals(config: Config) -> tuple[str, ...]:
+    """Names of the dihedrals held in the scans' relaxations (keys of scan.HELD_DIHEDRALS)."""
+    return tuple(scan.DIHEDRALS) if config.free_amine else tuple(scan.HELD_DIHEDRALS)
 
 
 @dataclasses.dataclass
@@ -243,6 +252,7 @@ class _Plan:
         reference.calc = None
         values = grid_values(config.grid)
         points = [(float(a), float(g)) for a in values for g in values]
+        held = held_dihedrals(config)
         for beta in config.betas:
             name = scan_name(beta)
             self.recipes[name] = {
@@ -262,8 +272,8 @@ class _Plan:
                     "fmax_eV_per_A": config.fmax,
                     "max_steps": config.max_steps,
                     "maxstep_A": config.maxstep,
-                    "constraint": "FixInternals(alpha, beta, gamma, amine)",
-                    "held_dihedrals_0based": scan.HELD_DIHEDRALS,
+                    "constraint": f"FixInternals({', '.join(held)})",
+                    "held_dihedrals_0based": {k: scan.HELD_DIHEDRALS[k] for k in held},
                     "fixinternals_epsilon_deg": config.epsilon,
                 },
                 "clash_ratio": config.clash_ratio,
@@ -408,6 +418,7 @@ def run(config: Config) -> Summary:
         epsilon=config.epsilon,
         clash_ratio=config.clash_ratio,
         dihedral_tolerance=config.dihedral_tolerance,
+        held=held_dihedrals(config),
     )
     stopped = False
     if pending:

@@ -45,6 +45,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--limit-chunks", type=int, default=None, help="stop after N chunks")
     p.add_argument("--fmax", type=float, default=0.05, help="relaxation threshold, eV/Å")
     p.add_argument("--max-steps", type=int, default=500, help="relaxation step cap")
+    p.add_argument(
+        "--free-amine",
+        action="store_true",
+        help="hold only alpha, beta, gamma in the scans (not the amine dihedral); for comparison",
+    )
     p.add_argument("--accuracy", type=float, default=1.0, help="tblite accuracy")
     p.add_argument("--electronic-temperature", type=float, default=300.0, help="K")
     p.add_argument("--max-iterations", type=int, default=250, help="SCF iteration cap")
@@ -64,6 +69,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         limit_chunks=a.limit_chunks,
         fmax=a.fmax,
         max_steps=a.max_steps,
+        free_amine=a.free_amine,
         accuracy=a.accuracy,
         electronic_temperature=a.electronic_temperature,
         max_iterations=a.max_iterations,

@@ -9,7 +9,7 @@ the start is exactly on target, the constraint only has to *keep* the dihedrals,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -163,9 +163,11 @@ def relax_fixed_dihedrals(
     max_steps: int = 500,
     maxstep: float = 0.2,
     epsilon: float = 1e-5,
+    held: Sequence[str] = tuple(HELD_DIHEDRALS),
 ) -> RelaxResult:
     """BFGS relaxation to ``fmax`` (eV/Å, on the constraint-projected forces) holding the
-    :data:`HELD_DIHEDRALS` (α, β, γ and the amine dihedral).
+    dihedrals ``held`` (names of :data:`HELD_DIHEDRALS`; default all four: α, β, γ and the
+    amine dihedral).
 
     Runs with the loaded OpenMP/BLAS pools capped at one thread (small molecule; see
     ``nequip_jax.oracle._threads``). The dihedrals are held at their current values by
@@ -182,7 +184,8 @@ def relax_fixed_dihedrals(
     work.set_constraint(
         FixInternals(
             dihedrals_deg=[
-                [float(work.get_dihedral(*idx)), list(idx)] for idx in HELD_DIHEDRALS.values()
+                [float(work.get_dihedral(*HELD_DIHEDRALS[k])), list(HELD_DIHEDRALS[k])]
+                for k in held
             ],
             epsilon=epsilon,
         )

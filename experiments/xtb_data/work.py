@@ -23,6 +23,7 @@ class WorkerSettings(NamedTuple):
     epsilon: float = 1e-5
     clash_ratio: float = 0.6
     dihedral_tolerance: float = 0.1
+    held: tuple[str, ...] = tuple(scan.HELD_DIHEDRALS)
 
 
 class Task(NamedTuple):
@@ -119,10 +120,11 @@ def scan_point(
         degree like the DFT files), ``relax_steps`` and ``relax_converged``.
     """
     where = {"alpha": float(alpha), "beta": float(beta), "gamma": float(gamma)}
-    held = tuple(scan.HELD_DIHEDRALS)
+    held = settings.held
     amine = float(scan.measure_dihedrals(reference, ("amine",))[0])
-    targets = np.array([alpha, beta, gamma, amine], dtype=np.float64)
-    atoms = scan.build_scan_geometry(reference, dict(zip(scan.DIHEDRALS, targets[:3], strict=True)))
+    wanted = {"alpha": alpha, "beta": beta, "gamma": gamma, "amine": amine}
+    targets = np.array([wanted[k] for k in held], dtype=np.float64)
+    atoms = scan.build_scan_geometry(reference, {k: wanted[k] for k in scan.DIHEDRALS})
     notes = []
     start_contact = scan.min_nonbonded_contact(atoms, bonds)
     clash = start_contact.ratio < settings.clash_ratio
@@ -134,6 +136,7 @@ def scan_point(
         max_steps=settings.max_steps,
         maxstep=settings.maxstep,
         epsilon=settings.epsilon,
+        held=held,
     )
     reason = None
     if result.error is not None:

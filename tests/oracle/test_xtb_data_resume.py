@@ -143,3 +143,23 @@ def test_cli_parses_and_reports_incomplete(tmp_path):
     config = parse_args(argv)
     assert config.parts == ("train_300K",) and config.grid == 15.0
     assert main(argv) == 3
+
+
+def test_free_amine_scan_holds_three_dihedrals_and_is_its_own_recipe(uninterrupted, tmp_path):
+    # The comparison recipe: the amine dihedral turns during the relaxations (it stays at the
+    # start value in the default scans), alpha/beta/gamma are held, and the provenance says so.
+    free = tmp_path / "free"
+    assert run(_tiny(free, parts=("dih",), free_amine=True)).complete
+    held = ase.io.read(uninterrupted / scan_name(180.0), ":")
+    loose = ase.io.read(free / scan_name(180.0), ":")
+    start = held[0].get_dihedral(1, 4, 6, 8)
+    assert all(abs(angle_difference(a.get_dihedral(1, 4, 6, 8), start)) < 0.1 for a in held)
+    assert max(abs(angle_difference(a.get_dihedral(1, 4, 6, 8), start)) for a in loose) > 0.1
+    for atoms in loose:
+        measured = np.array([atoms.get_dihedral(*idx) for idx in DIHEDRALS.values()])
+        assert abs(angle_difference(measured[1], 180.0)) < 0.1
+    recipes = [
+        json.loads((folder / "PROVENANCE.json").read_text())["outputs"][scan_name(180.0)]
+        for folder in (uninterrupted, free)
+    ]
+    assert recipes[0]["recipe_sha256"] != recipes[1]["recipe_sha256"]
