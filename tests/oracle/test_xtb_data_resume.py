@@ -163,3 +163,29 @@ def test_free_amine_scan_holds_three_dihedrals_and_is_its_own_recipe(uninterrupt
         for folder in (uninterrupted, free)
     ]
     assert recipes[0]["recipe_sha256"] != recipes[1]["recipe_sha256"]
+
+
+def test_compare_scans_properties(uninterrupted):
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from experiments.xtb_data.compare import compare_scans, markdown
+
+    held = ase.io.read(uninterrupted / scan_name(180.0), ":")
+    same = compare_scans(held, held, grid=120.0)
+    assert same["points"] == len(held) and same["only_held"] == same["only_free"] == 0
+    assert same["relative_rms_meV"] == same["absolute_max_meV"] == same["forces_rms_eV_A"] == 0
+    assert same["amine_turn_max_deg"] == 0 and same["relative_r"] == pytest.approx(1.0)
+    # A constant energy offset moves no landscape but every absolute energy; dropping a point
+    # leaves it unmatched.
+    shifted = []
+    for atoms in held[1:]:
+        copy = atoms.copy()
+        copy.calc = SinglePointCalculator(
+            copy, energy=atoms.get_potential_energy() - 0.25, forces=atoms.get_forces()
+        )
+        shifted.append(copy)
+    moved = compare_scans(held, shifted, grid=120.0)
+    assert moved["points"] == len(held) - 1 and moved["only_held"] == 1
+    assert moved["relative_rms_meV"] == pytest.approx(0.0, abs=1e-6)
+    assert moved["absolute_mean_meV"] == pytest.approx(250.0)
+    assert "| 180° |" in markdown({180.0: moved})
