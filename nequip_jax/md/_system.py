@@ -1,0 +1,138 @@
+"""A trained model as a jittable potential of positions for one fixed system (species fixed),
+with the on-device neighbour list and a per-atom uncertainty.
+
+``uncertainty``: the GMM negative log-likelihood of the atom's final scalar features (Zhu et
+al. 2023, Eq. (8)) for a :class:`~nequip_jax.model.Potential` with a mixture, the ensemble
+force uncertainty σ (Eq. (4)) for an :class:`~nequip_jax.uncertainty.ensemble.Ensemble`, and
+zeros for a potential without a mixture. Energies and forces of an ensemble are the member
+means (Eq. (1)).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import gmm as gmm_lib
+from nequip_jax.md._neighbours import Neighbours, build_neighbours, needs_rebuild
+from nequip_jax.model import NequIP, Potential
+
+__all__ = ["MDSystem", "make_system"]
+
+
+@dataclasses.dataclass(frozen=True)
+class MDSystem:
+    """A model bound to one system's species, ready for a jitted MD loop.
+
+    Attributes:
+        evaluate: ``(positions [n, 3], neighbours) -> (energy [], forces [n, 3],
+            uncertainty [n], neighbours)``; rebuilds the list when an atom moved more than
+            ``skin / 2`` since its build.
+        r_max: the model cutoff (Å); the list is built with ``r_max + skin``.
+        skin: Verlet skin (Å).
+        dtype: the model's float dtype.
+        uncertainty: ``"gmm_nll"``, ``"ensemble_sigma"`` or ``"none"``.
+        n_atoms: atoms of the system.
+    """
+
+    evaluate: object
+    r_max: float
+    skin: float
+    dtype: object
+    uncertainty: str
+    n_atoms: int
+
+    @property
+    def cutoff(self) -> float:
+        return self.r_max + self.skin
+
+    def neighbours(self, positions, capacity: int) -> Neighbours:
+        """A first list at ``positions`` with ``capacity`` edge slots."""
+        return build_neighbours(jnp.asarray(positions, self.dtype), self.cutoff, capacity)
+
+
+def _species_indices(species: Sequence[int], numbers) -> np.ndarray:
+    known = {int(z): i for i, z in enumerate(species)}
+    unknown = sorted({int(z) for z in numbers} - set(known))
+    if unknown:
+        raise ValueError(
+            f"atomic numbers {unknown} are not in the model's species {tuple(species)}; this "
+            "model cannot simulate them."
+        )
+    return np.array([known[int(z)] for z in numbers], np.int32)
+
+
+def make_system(model, numbers: Sequence[int], *, skin: float = 0.5) -> MDSystem:
+    """Bind ``model`` (a :class:`Potential` or a one-group :class:`Ensemble`) to a system of
+    atomic numbers ``numbers`` [n].
+
+    Raises:
+        ValueError: an element the model does not know, a negative skin, or an ensemble of
+            several groups (members of different shapes; not supported on the device yet).
+    """
+    if not skin >= 0.0:
+        raise ValueError(f"skin={skin}: the Verlet skin must be >= 0 Å.")
+    numbers = np.asarray(numbers)
+    if isinstance(model, Potential):
+        configs, params_list, method = [model.config], [model.params], "gmm_nll"
+        species, mixture = model.species, model.gmm
+        if mixture is None:
+            method = "none"
+        radial = None
+    elif hasattr(model, "groups"):
+        if len(model.groups) != 1:
+            raise ValueError(
+                f"the ensemble has {len(model.groups)} groups of different shapes; on-device MD "
+                "takes a potential or a one-group ensemble (use the ASE calculator for this one)."
+            )
+        group = model.groups[0]
+        configs, params_list, method = [group.config], [group.params], "ensemble_sigma"
+        species, mixture, radial = model.species, None, group.radial
+    else:
+        raise TypeError(f"expected a Potential or an Ensemble, got {type(model).__name__}.")
+    config = configs[0]
+    dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
+    species_idx = jnp.asarray(_species_indices(species, numbers))
+    n = len(numbers)
+    module = NequIP(config)
+    params = jax.tree.map(jnp.asarray, params_list[0])
+    gmm_params = None if mixture is None else jax.tree.map(lambda x: jnp.asarray(x, dtype), mixture)
+    node_mask = jnp.ones((n,), bool)
+    cutoff = float(config.r_max) + float(skin)
+
+    def member(p, positions, nbrs, r=None):
+        def total(pos):
+            vectors = pos[nbrs.senders] - pos[nbrs.receivers]
+            node_energy, features = module.apply(
+                p, vectors, species_idx, nbrs.senders, nbrs.receivers, nbrs.mask, node_mask, r
+            )
+            return jnp.sum(node_energy), features
+
+        (energy, features), gradient = jax.value_and_grad(total, has_aux=True)(positions)
+        return energy, -gradient, features
+
+    def evaluate(positions, nbrs: Neighbours):
+        positions = positions.astype(dtype)
+        nbrs = jax.lax.cond(
+            needs_rebuild(positions, nbrs, skin),
+            lambda: build_neighbours(positions, cutoff, nbrs.senders.shape[0], nbrs.builds),
+            lambda: nbrs,
+        )
+        if method == "ensemble_sigma":
+            energies, forces, _ = jax.vmap(member, in_axes=(0, None, None, 0))(
+                params, positions, nbrs, radial
+            )
+            mean_forces = jnp.mean(forces, axis=0)
+            # Eq. (4): sqrt of the x/y/z mean of the across-member (population) variance.
+            sigma = jnp.sqrt(jnp.mean(jnp.var(forces, axis=0), axis=-1))
+            return jnp.mean(energies), mean_forces, sigma, nbrs
+        energy, forces, features = member(params, positions, nbrs)
+        if gmm_params is None:
+            return energy, forces, jnp.zeros((n,), dtype), nbrs
+        return energy, forces, gmm_lib.nll(gmm_params, features), nbrs
+
+    return MDSystem(evaluate, float(config.r_max), float(skin), dtype, method, n)
