@@ -148,6 +148,75 @@ def _fit_gmm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _md(args: argparse.Namespace) -> int:
+    import io
+
+    import ase.io
+
+    from nequip_jax._io import atomic_write_text
+    from nequip_jax.data import read_structures
+    from nequip_jax.md import run_md
+
+    model = _load_model(args.model)
+    frames = read_structures(args.structure, require_energy=False, require_forces=False)
+    if not 0 <= args.frame < len(frames):
+        raise SystemExit(
+            f"{args.structure} has {len(frames)} frames; --frame {args.frame} is not one."
+        )
+    atoms = frames[args.frame]
+    atoms.calc = None
+
+    def progress(done: int, total: int, seconds: float) -> None:
+        rate = done * args.replicas / seconds if seconds > 0 else float("nan")
+        print(f"step {done}/{total} ({args.replicas} replicas), {rate:.1f} steps/s", flush=True)
+
+    try:
+        result = run_md(
+            model,
+            atoms,
+            n_steps=args.steps,
+            dt_fs=args.dt,
+            ensemble=args.ensemble,
+            temperature_K=args.temperature,
+            friction_per_fs=args.friction,
+            replicas=args.replicas,
+            seed=args.seed,
+            record_every=args.record_every,
+            stop_uncertainty=args.stop_uncertainty,
+            skin=args.skin,
+            chunk_steps=args.chunk_steps,
+            progress=progress,
+        )
+    except (ValueError, TypeError) as err:
+        raise SystemExit(f"nequip-jax md: {err}") from None
+    buffer = io.StringIO()
+    for r, replica in enumerate(result.frames):
+        for frame in replica:
+            frame.info["replica"] = r
+        ase.io.write(buffer, replica, format="extxyz")
+    atomic_write_text(args.out, buffer.getvalue())
+    summary_path = Path(args.summary or Path(args.out).with_suffix(".json"))
+    summary = {
+        "model": str(args.model),
+        "structure": f"{args.structure}@{args.frame}",
+        "ensemble": args.ensemble,
+        "dt_fs": args.dt,
+        "temperature_K": args.temperature,
+        "seed": args.seed,
+        "stop_uncertainty": args.stop_uncertainty,
+        **result.summary(),
+    }
+    _write_json(summary_path, summary)
+    stops = [s for s in summary["stop_step"] if s is not None]
+    print(
+        f"{int(result.steps.sum())} steps in {result.seconds:.1f} s "
+        f"({result.steps_per_second:.1f} steps/s); "
+        + (f"{len(stops)} replica(s) stopped on the uncertainty; " if stops else "")
+        + f"trajectory {args.out}, summary {summary_path}"
+    )
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from nequip_jax.export import METADATA_FILE, PROGRAM_FILE, export_potential
 
@@ -248,6 +317,25 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-components", type=int, default=49)
     p.add_argument("--config", default=None, help="run config (default <model>/../config.yaml)")
     p.set_defaults(func=_fit_gmm)
+
+    p = sub.add_parser("md", help="molecular dynamics on the device with per-atom uncertainty")
+    p.add_argument("model", help="model folder (a potential, with a GMM for the NLL) or ensemble")
+    p.add_argument("structure", help="extended-XYZ file with the start geometry (a molecule)")
+    p.add_argument("--frame", type=int, default=0, help="frame of the file (default 0)")
+    p.add_argument("--steps", type=int, required=True, help="steps per replica")
+    p.add_argument("--dt", type=float, default=0.5, help="time step, fs (default 0.5)")
+    p.add_argument("--ensemble", choices=["nve", "langevin"], default="nve")
+    p.add_argument("--temperature", type=float, default=None, help="K: initial draw, bath")
+    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
+    p.add_argument("--replicas", type=int, default=1, help="copies run vmapped in one program")
+    p.add_argument("--stop-uncertainty", type=float, default=None, help="stop threshold")
+    p.add_argument("--record-every", type=int, default=10, help="steps between frames")
+    p.add_argument("--skin", type=float, default=0.5, help="neighbour-list skin, Å")
+    p.add_argument("--chunk-steps", type=int, default=1000, help="steps per device call")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="trajectory (extended XYZ, all replicas)")
+    p.add_argument("--summary", default=None, help="JSON summary (default: <out>.json)")
+    p.set_defaults(func=_md)
 
     p = sub.add_parser(
         "export", help="write a potential + GMM as a jax.export program (any number of atoms)"

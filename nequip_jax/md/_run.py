@@ -18,7 +18,6 @@ import ase.units
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ase.calculators.singlepoint import SinglePointCalculator
 
 from nequip_jax.md._integrators import baoab, init_state, velocity_verlet
 from nequip_jax.md._loop import make_loop
@@ -36,8 +35,9 @@ class MDResult:
     """Outcome of :func:`run_md`.
 
     Attributes:
-        frames: per replica, the recorded frames (positions, momenta, ``energy`` and
-            ``kinetic_energy`` in ``info``, per-atom ``uncertainty`` in ``arrays``, the step in
+        frames: per replica, the recorded frames (positions, momenta, potential ``energy``
+            and ``kinetic_energy`` in ``info`` (eV; extended XYZ reads the former back as the
+            frame's energy), per-atom ``uncertainty`` in ``arrays``, the step in
             ``info["step"]``); a replica that stopped ends with its stop frame.
         steps: [R] steps each replica ran.
         stop_step: [R] the step at which a replica stopped on its uncertainty (-1: it did not).
@@ -132,7 +132,34 @@ def run_md(
             ``chunk_steps / record_every`` frames).
         capacity: initial edge slots (default 1.5 × the pairs of the start geometry).
         progress: called as ``progress(steps_done, n_steps, seconds)`` after every piece.
+
+    A float64 model runs with ``jax_enable_x64`` on for the duration of the call.
     """
+    options = dict(locals())
+    del options["model"], options["atoms"]
+    config = model.config if hasattr(model, "config") else model.groups[0].config
+    with jax.enable_x64(config.dtype == "float64" or jax.config.jax_enable_x64):
+        return _run_md(model, atoms, **options)
+
+
+def _run_md(
+    model,
+    atoms: ase.Atoms,
+    *,
+    n_steps: int,
+    dt_fs: float = 0.5,
+    ensemble: str = "nve",
+    temperature_K: float | None = None,
+    friction_per_fs: float = 0.01,
+    replicas: int = 1,
+    seed: int = 0,
+    record_every: int = 10,
+    stop_uncertainty: float | None = None,
+    skin: float = 0.5,
+    chunk_steps: int = 1000,
+    capacity: int | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> MDResult:
     if ensemble not in ENSEMBLES:
         raise ValueError(f"ensemble={ensemble!r}; choose from {ENSEMBLES}.")
     if ensemble == "langevin" and temperature_K is None:
@@ -273,6 +300,5 @@ def _to_atoms(template: ase.Atoms, masses: np.ndarray, pieces: list) -> list[ase
             atoms.info["step"] = int(records.step[k])
             atoms.info["energy"] = float(records.energy[k])
             atoms.info["kinetic_energy"] = float(records.kinetic[k])
-            atoms.calc = SinglePointCalculator(atoms, energy=float(records.energy[k]))
             frames.append(atoms)
     return frames

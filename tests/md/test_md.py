@@ -206,3 +206,42 @@ def test_neighbour_list_is_the_brute_force_pair_set(frames_300K):
     )
     assert got == expected and int(nbrs.count) == len(expected) and not bool(nbrs.overflow)
     assert bool(build_neighbours(x, 4.5, len(expected) - 1).overflow)
+
+
+def test_cli_writes_trajectory_with_uncertainty_and_summary(potential64, frames_300K, tmp_path):
+    import json
+
+    import ase.io
+
+    from nequip_jax.cli import main
+
+    potential64.save(tmp_path / "model")
+    ase.io.write(tmp_path / "start.xyz", frames_300K[0])
+    out = tmp_path / "traj.xyz"
+    argv = [
+        "md",
+        str(tmp_path / "model"),
+        str(tmp_path / "start.xyz"),
+        "--steps",
+        "20",
+        "--ensemble",
+        "langevin",
+        "--temperature",
+        "300",
+        "--replicas",
+        "2",
+        "--record-every",
+        "5",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    frames = ase.io.read(out, ":")
+    assert [a.info["replica"] for a in frames] == [0] * 4 + [1] * 4
+    assert [a.info["step"] for a in frames[:4]] == [5, 10, 15, 20]
+    assert all(a.arrays["uncertainty"].shape == (len(a),) for a in frames)
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["steps"] == [20, 20] and summary["uncertainty"] == "gmm_nll"
+    assert summary["stop_step"] == [None, None] and summary["replicas"] == 2
+    with pytest.raises(SystemExit, match="frame"):
+        main([*argv[:3], "--steps", "1", "--frame", "3", "--out", str(out)])
