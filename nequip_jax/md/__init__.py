@@ -7,6 +7,7 @@ per-atom uncertainty, NVE (velocity Verlet) and Langevin (BAOAB) integrators in
 """
 
 from nequip_jax.md._integrators import MDState, baoab, init_state, kinetic_energy, velocity_verlet
+from nequip_jax.md._jax_md import JaxMDFunctions, jax_md_functions
 from nequip_jax.md._loop import ChunkResult, Records, make_loop
 from nequip_jax.md._neighbours import (
     Neighbours,
@@ -20,6 +21,7 @@ from nequip_jax.md._system import MDSystem, make_system
 __all__ = [
     "ENSEMBLES",
     "ChunkResult",
+    "JaxMDFunctions",
     "MDResult",
     "MDState",
     "MDSystem",
@@ -29,6 +31,7 @@ __all__ = [
     "build_neighbours",
     "capacity_for",
     "init_state",
+    "jax_md_functions",
     "kinetic_energy",
     "make_loop",
     "make_system",

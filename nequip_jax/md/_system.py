@@ -32,6 +32,8 @@ class MDSystem:
         evaluate: ``(positions [n, 3], neighbours) -> (energy [], forces [n, 3],
             uncertainty [n], neighbours)``; rebuilds the list when an atom moved more than
             ``skin / 2`` since its build.
+        energy: ``(positions [n, 3], neighbours) -> energy []``, differentiable (the member
+            mean for an ensemble); the list is used as given.
         r_max: the model cutoff (Å); the list is built with ``r_max + skin``.
         skin: Verlet skin (Å).
         dtype: the model's float dtype.
@@ -40,6 +42,7 @@ class MDSystem:
     """
 
     evaluate: object
+    energy: object
     r_max: float
     skin: float
     dtype: object
@@ -104,16 +107,27 @@ def make_system(model, numbers: Sequence[int], *, skin: float = 0.5) -> MDSystem
     node_mask = jnp.ones((n,), bool)
     cutoff = float(config.r_max) + float(skin)
 
-    def member(p, positions, nbrs, r=None):
-        def total(pos):
-            vectors = pos[nbrs.senders] - pos[nbrs.receivers]
-            node_energy, features = module.apply(
-                p, vectors, species_idx, nbrs.senders, nbrs.receivers, nbrs.mask, node_mask, r
-            )
-            return jnp.sum(node_energy), features
+    def total(p, pos, nbrs, r=None):
+        vectors = pos[nbrs.senders] - pos[nbrs.receivers]
+        node_energy, features = module.apply(
+            p, vectors, species_idx, nbrs.senders, nbrs.receivers, nbrs.mask, node_mask, r
+        )
+        return jnp.sum(node_energy), features
 
-        (energy, features), gradient = jax.value_and_grad(total, has_aux=True)(positions)
+    def member(p, positions, nbrs, r=None):
+        (energy, features), gradient = jax.value_and_grad(
+            lambda pos: total(p, pos, nbrs, r), has_aux=True
+        )(positions)
         return energy, -gradient, features
+
+    def energy(positions, nbrs: Neighbours):
+        positions = positions.astype(dtype)
+        if method == "ensemble_sigma":
+            energies, _ = jax.vmap(total, in_axes=(0, None, None, 0))(
+                params, positions, nbrs, radial
+            )
+            return jnp.mean(energies)
+        return total(params, positions, nbrs)[0]
 
     def evaluate(positions, nbrs: Neighbours):
         positions = positions.astype(dtype)
@@ -135,4 +149,4 @@ def make_system(model, numbers: Sequence[int], *, skin: float = 0.5) -> MDSystem
             return energy, forces, jnp.zeros((n,), dtype), nbrs
         return energy, forces, gmm_lib.nll(gmm_params, features), nbrs
 
-    return MDSystem(evaluate, float(config.r_max), float(skin), dtype, method, n)
+    return MDSystem(evaluate, energy, float(config.r_max), float(skin), dtype, method, n)
