@@ -6,7 +6,7 @@ compilation, interleaved over several rounds (the machine is noisy); ratios are 
 
     python -m experiments.bench.uq_cost [--members 10] [--features 16] [--lmax 1] [--quick]
 
-Goals (issue 5): GMM overhead ≤ 5 % over forces only; ensemble ≥ 8× the GMM path; the vmapped
+Goals: GMM overhead ≤ 5 % over forces only; ensemble ≥ 8× the GMM path; the vmapped
 training step not slower than 1.1× the sequential steps on CPU.
 """
 

@@ -134,7 +134,7 @@ def section(results: dict, splits: list[str]) -> str:
     runs = results["runs"]
     c = results["config"]
     lines = [
-        "## On-the-fly active learning at 600 K (issue 7)",
+        "## On-the-fly active learning at 600 K",
         "",
         f"Preset `{results['preset']}`: {c['n_initial']} initial train_300K structures, Langevin "
         f"MD at {c['temperature_K']:.0f} K ({c['n_steps']} steps of {c['timestep_fs']} fs, "

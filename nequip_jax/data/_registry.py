@@ -193,8 +193,8 @@ def stand_in_1200K_indices(
 ) -> np.ndarray:
     """Indices of the ``train_mixedT`` frames used as the 1200 K test set stand-in.
 
-    The rule of ``shared/data/3bpa/README.md``: frames of ``train_mixedT`` more than 2.0 eV above
-    the lowest ``train_300K`` energy.
+    The rule: frames of ``train_mixedT`` more than 2.0 eV above the lowest ``train_300K`` energy
+    (the highest-energy structures of the mixed-temperature set, closest to a 1200 K sample).
     """
     e_min = min(a.get_potential_energy() for a in train_300K)
     energies = np.array([a.get_potential_energy() for a in train_mixedT])
@@ -257,8 +257,9 @@ def load_3bpa(
                 _WARNED.add(str(base_mixed))
                 warnings.warn(
                     f"test_1200K.xyz not found; using the documented stand-in: the {len(keep)} "
-                    f"frames of {base_mixed} more than {STAND_IN_THRESHOLD_EV} eV above the lowest "
-                    "train_300K energy (shared/data/3bpa/README.md).",
+                    f"frames of {base_mixed.name} (in {base_mixed.parent.name}/) more than "
+                    f"{STAND_IN_THRESHOLD_EV} eV above the lowest train_300K energy "
+                    "(nequip_jax.data.stand_in_1200K_indices).",
                     StandInWarning,
                     stacklevel=2,
                 )

@@ -67,7 +67,7 @@ __all__ = [
     "radial_mlp",
 ]
 
-# Added by the lead: the pure-function pair and the trained-model bundle.
+# The pure-function pair and the trained-model bundle (they import the modules above).
 from nequip_jax.model._fns import make_model_fns  # noqa: E402
 from nequip_jax.model.potential import Potential, load  # noqa: E402
 

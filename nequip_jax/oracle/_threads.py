@@ -1,8 +1,8 @@
 """Thread caps for the numerical libraries under tblite (OpenMP, OpenBLAS, MKL).
 
 On this 2-core machine a GFN2-xTB single point of 3BPA took 0.15 s with the default two OpenMP
-threads while another process was busy and 0.02 s with one thread (REFERENCE.md reports the same
-disaster for relaxations, 22-55 s against ~1 s). Small molecules gain nothing from threads, so the
+threads while another process was busy and 0.02 s with one thread (a constrained relaxation: 22-55 s
+against ~1 s). Small molecules gain nothing from threads, so the
 oracles always compute single-threaded and parallelise over processes instead.
 """
 

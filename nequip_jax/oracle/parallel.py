@@ -1,8 +1,8 @@
 """Labelling over a process pool with one single-threaded worker per core.
 
 Why single-threaded: tblite (and numpy's OpenBLAS) start one OpenMP/BLAS thread per core in every
-process. Two such processes on a 2-core machine oversubscribe it; REFERENCE.md records a constrained
-3BPA relaxation taking 22-55 s that way against ~1 s with ``OMP_NUM_THREADS=1``. The thread
+process. Two such processes on a 2-core machine oversubscribe it: a constrained 3BPA relaxation
+took 22-55 s that way against ~1 s with ``OMP_NUM_THREADS=1``. The thread
 counts are read when the libraries load, so the variables must be in a worker's environment
 before tblite is imported.
 

@@ -2,7 +2,8 @@
 
 tblite is imported lazily, inside the methods, so that importing :mod:`nequip_jax.oracle` neither
 needs tblite nor loads its OpenMP runtime before :func:`label_parallel` has made the workers
-single-threaded (see REFERENCE.md: default threading made a 3BPA relaxation 20-50x slower).
+single-threaded (default threading made a 3BPA relaxation 20-50x slower on a 2-core machine, see
+:mod:`nequip_jax.oracle._threads`).
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ def test_combined_dihedral_file_is_split_by_beta(tmp_path):
 
 
 def test_isolated_atom_energies_match_reference():
-    # Values from shared/REFERENCE.md.
+    # The isolated-atom energies distributed with the 3BPA data set (eV), as published.
     assert load_isolated_atom_energies() == {
         1: -13.587222780835477,
         6: -1029.4889999855063,

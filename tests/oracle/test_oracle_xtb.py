@@ -61,7 +61,7 @@ def test_rotation_equivariance(dft_frames):
 
 
 def test_agrees_with_dft_as_reference_states(dft_frames):
-    """REFERENCE.md: GFN2-xTB forces correlate with the wB97X forces at r ~ 0.98."""
+    """GFN2-xTB forces correlate with the wB97X (DFT) forces of 3BPA at r ~ 0.98."""
     frames = dft_frames[:6]
     labels = XTBOracle().label(frames)
     dft = np.concatenate([a.get_forces() for a in frames]).ravel()
