@@ -90,6 +90,19 @@ def _maxwell_boltzmann(key, masses: np.ndarray, temperature_K: float, replicas: 
     return v - com
 
 
+def _with_model_dtype(fn):
+    """Run ``fn(model, atoms, ...)`` with ``jax_enable_x64`` on when the model is float64."""
+
+    @functools.wraps(fn)
+    def wrapper(model, atoms, **kwargs):
+        config = model.config if hasattr(model, "config") else model.groups[0].config
+        with jax.enable_x64(config.dtype == "float64" or jax.config.jax_enable_x64):
+            return fn(model, atoms, **kwargs)
+
+    return wrapper
+
+
+@_with_model_dtype
 def run_md(
     model,
     atoms: ase.Atoms,
@@ -135,31 +148,6 @@ def run_md(
 
     A float64 model runs with ``jax_enable_x64`` on for the duration of the call.
     """
-    options = dict(locals())
-    del options["model"], options["atoms"]
-    config = model.config if hasattr(model, "config") else model.groups[0].config
-    with jax.enable_x64(config.dtype == "float64" or jax.config.jax_enable_x64):
-        return _run_md(model, atoms, **options)
-
-
-def _run_md(
-    model,
-    atoms: ase.Atoms,
-    *,
-    n_steps: int,
-    dt_fs: float = 0.5,
-    ensemble: str = "nve",
-    temperature_K: float | None = None,
-    friction_per_fs: float = 0.01,
-    replicas: int = 1,
-    seed: int = 0,
-    record_every: int = 10,
-    stop_uncertainty: float | None = None,
-    skin: float = 0.5,
-    chunk_steps: int = 1000,
-    capacity: int | None = None,
-    progress: Callable[[int, int, float], None] | None = None,
-) -> MDResult:
     if ensemble not in ENSEMBLES:
         raise ValueError(f"ensemble={ensemble!r}; choose from {ENSEMBLES}.")
     if ensemble == "langevin" and temperature_K is None:
