@@ -22,7 +22,7 @@ import numpy as np
 from nequip_jax.md._integrators import baoab, init_state, velocity_verlet
 from nequip_jax.md._loop import make_loop
 from nequip_jax.md._neighbours import build_neighbours, capacity_for
-from nequip_jax.md._system import MDSystem, make_system
+from nequip_jax.md._system import MDSystem, make_system, system_functions
 from nequip_jax.model import model_jit
 
 __all__ = ["MDResult", "run_md", "ENSEMBLES"]
@@ -47,7 +47,8 @@ class MDResult:
             Langevin.
         neighbour_builds: [R] neighbour-list builds.
         capacity: edge slots of the list at the end (it only grows).
-        compilations: pieces that compiled a new program (one per capacity).
+        capacities: neighbour-list capacities used (1 + the times the list grew; each is one
+            program shape, compiled once per process).
         uncertainty: the uncertainty method (see :class:`~nequip_jax.md.MDSystem`).
     """
 
@@ -59,7 +60,7 @@ class MDResult:
     energy_drift: np.ndarray
     neighbour_builds: np.ndarray
     capacity: int
-    compilations: int
+    capacities: int
     uncertainty: str
 
     def summary(self) -> dict:
@@ -75,7 +76,7 @@ class MDResult:
             ],
             "neighbour_builds": self.neighbour_builds.tolist(),
             "neighbour_capacity": self.capacity,
-            "compilations": self.compilations,
+            "neighbour_capacities": self.capacities,
             "uncertainty": self.uncertainty,
         }
 
@@ -88,6 +89,40 @@ def _maxwell_boltzmann(key, masses: np.ndarray, temperature_K: float, replicas: 
     v = xi * np.sqrt(kT / masses)[None, :, None]
     com = (masses[None, :, None] * v).sum(axis=1, keepdims=True) / masses.sum()
     return v - com
+
+
+@functools.lru_cache(maxsize=16)
+def _programs(
+    system_key, masses, ensemble, dt, kT, friction, chunk, record_every, stop_uncertainty
+):
+    """Jitted ``(model params, states, keys, max_steps) -> ChunkResult`` over vmapped replicas
+    and ``(model params, x, v, neighbours) -> states``, cached per system and integrator
+    settings: a second run (or a retrained model of the same configuration) compiles nothing
+    new in this process."""
+    evaluate_with, _ = system_functions(*system_key)
+    dtype = jnp.float64 if system_key[0].dtype == "float64" else jnp.float32
+
+    def piece(model_params, states, keys, max_steps):
+        m = jnp.asarray(masses, dtype)
+        evaluate = functools.partial(evaluate_with, model_params)
+        if ensemble == "nve":
+            step = functools.partial(velocity_verlet, evaluate, dt=dt, masses=m)
+        else:
+            step = functools.partial(baoab, evaluate, dt=dt, masses=m, kT=kT, friction=friction)
+        loop = make_loop(
+            lambda state, key: step(state, key=key),
+            m,
+            n_steps=chunk,
+            record_every=record_every,
+            stop_uncertainty=stop_uncertainty,
+        )
+        return jax.vmap(loop)(states, keys, max_steps)
+
+    def start(model_params, x, v, nbrs):
+        evaluate = functools.partial(evaluate_with, model_params)
+        return jax.vmap(lambda x, v, n: init_state(evaluate, x, v, n))(x, v, nbrs)
+
+    return model_jit(piece), model_jit(start)
 
 
 def _with_model_dtype(fn):
@@ -171,28 +206,20 @@ def run_md(
     if capacity is None:
         count = int(build_neighbours(jnp.asarray(atoms.positions, dtype), system.cutoff, 1).count)
         capacity = capacity_for(count)
-    dt = dt_fs * ase.units.fs
-    m = jnp.asarray(masses, dtype)
-    if ensemble == "nve":
-        step = functools.partial(velocity_verlet, system.evaluate, dt=dt, masses=m)
-    else:
-        step = functools.partial(
-            baoab,
-            system.evaluate,
-            dt=dt,
-            masses=m,
-            kT=ase.units.kB * float(temperature_K),
-            friction=friction_per_fs / ase.units.fs,
-        )
-    loop = make_loop(
-        lambda state, key: step(state, key=key),
-        m,
-        n_steps=max(1, min(chunk_steps, n_steps)),
-        record_every=record_every,
-        stop_uncertainty=stop_uncertainty,
+    kT = None if ensemble == "nve" else ase.units.kB * float(temperature_K)
+    run_piece, start_state = _programs(
+        system.key,
+        tuple(float(x) for x in masses),
+        ensemble,
+        dt_fs * ase.units.fs,
+        kT,
+        friction_per_fs / ase.units.fs,
+        max(1, min(chunk_steps, n_steps)),
+        record_every,
+        stop_uncertainty,
     )
-    run_piece = model_jit(jax.vmap(loop))
-    start_state = model_jit(jax.vmap(lambda x, v, nbrs: init_state(system.evaluate, x, v, nbrs)))
+    run_piece = functools.partial(run_piece, system.params)
+    start_state = functools.partial(start_state, system.params)
     build = jax.jit(jax.vmap(build_neighbours, in_axes=(0, None, None, 0)), static_argnums=(1, 2))
 
     began = time.perf_counter()
@@ -209,7 +236,7 @@ def run_md(
     e0 = np.asarray(state.energy) + np.array(
         [0.5 * np.sum(masses[:, None] * np.asarray(v) ** 2) for v in np.asarray(state.velocities)]
     )
-    compilations = 1
+    capacities = 1
     while True:
         remaining = np.where(stop_step >= 0, 0, n_steps - done)
         if not remaining.any():
@@ -226,7 +253,10 @@ def run_md(
             pieces[r].append(jax.tree.map(lambda a, used=used, r=r: a[r][used], records))
             if stopped[r] and not (records.step[r][used] == int(state.step[r])).any():
                 pieces[r].append(
-                    jax.tree.map(lambda a, r=r: np.asarray(a)[r][None], _frame_of(state, m))
+                    jax.tree.map(
+                        lambda a, r=r: np.asarray(a)[r][None],
+                        _frame_of(state, jnp.asarray(masses, dtype)),
+                    )
                 )
         if np.asarray(result.overflow).any():
             # Grow the list for every replica at its current positions and go on.
@@ -235,7 +265,7 @@ def run_md(
             state = state._replace(
                 aux=build(state.positions, system.cutoff, capacity, state.aux.builds)
             )
-            compilations += 1
+            capacities += 1
         if progress is not None:
             progress(int(done.min()), n_steps, time.perf_counter() - began)
     jax.block_until_ready(state.positions)
@@ -256,7 +286,7 @@ def run_md(
         energy_drift=drift,
         neighbour_builds=np.asarray(state.aux.builds),
         capacity=int(capacity),
-        compilations=compilations,
+        capacities=capacities,
         uncertainty=system.uncertainty,
     )
 

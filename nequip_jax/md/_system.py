@@ -11,6 +11,7 @@ means (Eq. (1)).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -34,6 +35,11 @@ class MDSystem:
             ``skin / 2`` since its build.
         energy: ``(positions [n, 3], neighbours) -> energy []``, differentiable (the member
             mean for an ensemble); the list is used as given.
+        evaluate_with: ``evaluate`` with the model's parameters as a first argument
+            (``evaluate = partial(evaluate_with, params)``), for programs compiled once per
+            configuration and reused for new weights.
+        params: ``(params, gmm params | None, radial | None)`` of the model.
+        key: hashable identity of ``evaluate_with`` (configuration, method, species, skin).
         r_max: the model cutoff (Å); the list is built with ``r_max + skin``.
         skin: Verlet skin (Å).
         dtype: the model's float dtype.
@@ -43,6 +49,9 @@ class MDSystem:
 
     evaluate: object
     energy: object
+    evaluate_with: object
+    params: object
+    key: tuple
     r_max: float
     skin: float
     dtype: object
@@ -99,18 +108,51 @@ def make_system(model, numbers: Sequence[int], *, skin: float = 0.5) -> MDSystem
         raise TypeError(f"expected a Potential or an Ensemble, got {type(model).__name__}.")
     config = configs[0]
     dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
-    species_idx = jnp.asarray(_species_indices(species, numbers))
-    n = len(numbers)
+    species_idx = tuple(int(i) for i in _species_indices(species, numbers))
+    model_params = (
+        jax.tree.map(jnp.asarray, params_list[0]),
+        None if mixture is None else jax.tree.map(lambda x: jnp.asarray(x, dtype), mixture),
+        radial,
+    )
+    evaluate_with, energy_with = system_functions(config, method, species_idx, float(skin))
+    return MDSystem(
+        evaluate=functools.partial(evaluate_with, model_params),
+        energy=functools.partial(energy_with, model_params),
+        evaluate_with=evaluate_with,
+        params=model_params,
+        key=(config, method, species_idx, float(skin)),
+        r_max=float(config.r_max),
+        skin=float(skin),
+        dtype=dtype,
+        uncertainty=method,
+        n_atoms=len(species_idx),
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def system_functions(config, method: str, species_idx: tuple[int, ...], skin: float):
+    """``(evaluate_with, energy_with)`` of a model configuration and system, taking the model's
+    parameters ``(params, gmm params | None, radial | None)`` as their first argument: one pair
+    (and so one compiled MD program) per configuration, system and skin, whatever the weights.
+    """
+    dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
+    species_idx = np.asarray(species_idx, np.int32)
+    n = len(species_idx)
     module = NequIP(config)
-    params = jax.tree.map(jnp.asarray, params_list[0])
-    gmm_params = None if mixture is None else jax.tree.map(lambda x: jnp.asarray(x, dtype), mixture)
-    node_mask = jnp.ones((n,), bool)
     cutoff = float(config.r_max) + float(skin)
 
     def total(p, pos, nbrs, r=None):
         vectors = pos[nbrs.senders] - pos[nbrs.receivers]
+        node_mask = jnp.ones((n,), bool)
         node_energy, features = module.apply(
-            p, vectors, species_idx, nbrs.senders, nbrs.receivers, nbrs.mask, node_mask, r
+            p,
+            vectors,
+            jnp.asarray(species_idx),
+            nbrs.senders,
+            nbrs.receivers,
+            nbrs.mask,
+            node_mask,
+            r,
         )
         return jnp.sum(node_energy), features
 
@@ -120,7 +162,8 @@ def make_system(model, numbers: Sequence[int], *, skin: float = 0.5) -> MDSystem
         )(positions)
         return energy, -gradient, features
 
-    def energy(positions, nbrs: Neighbours):
+    def energy_with(model_params, positions, nbrs: Neighbours):
+        params, _, radial = model_params
         positions = positions.astype(dtype)
         if method == "ensemble_sigma":
             energies, _ = jax.vmap(total, in_axes=(0, None, None, 0))(
@@ -129,7 +172,8 @@ def make_system(model, numbers: Sequence[int], *, skin: float = 0.5) -> MDSystem
             return jnp.mean(energies)
         return total(params, positions, nbrs)[0]
 
-    def evaluate(positions, nbrs: Neighbours):
+    def evaluate_with(model_params, positions, nbrs: Neighbours):
+        params, gmm_params, radial = model_params
         positions = positions.astype(dtype)
         nbrs = jax.lax.cond(
             needs_rebuild(positions, nbrs, skin),
@@ -140,13 +184,12 @@ def make_system(model, numbers: Sequence[int], *, skin: float = 0.5) -> MDSystem
             energies, forces, _ = jax.vmap(member, in_axes=(0, None, None, 0))(
                 params, positions, nbrs, radial
             )
-            mean_forces = jnp.mean(forces, axis=0)
             # Eq. (4): sqrt of the x/y/z mean of the across-member (population) variance.
             sigma = jnp.sqrt(jnp.mean(jnp.var(forces, axis=0), axis=-1))
-            return jnp.mean(energies), mean_forces, sigma, nbrs
+            return jnp.mean(energies), jnp.mean(forces, axis=0), sigma, nbrs
         energy, forces, features = member(params, positions, nbrs)
         if gmm_params is None:
             return energy, forces, jnp.zeros((n,), dtype), nbrs
         return energy, forces, gmm_lib.nll(gmm_params, features), nbrs
 
-    return MDSystem(evaluate, energy, float(config.r_max), float(skin), dtype, method, n)
+    return evaluate_with, energy_with

@@ -101,7 +101,7 @@ def test_overflowing_list_grows_and_changes_nothing(x64, potential64, frames_300
     big = run_md(potential64, atoms, **kwargs)
     start = int(build_neighbours(jnp.asarray(atoms.positions), 4.1, 1).count)
     small = run_md(potential64, atoms, capacity=start, **kwargs)
-    assert small.compilations > 1 and small.capacity > start and big.compilations == 1
+    assert small.capacities > 1 and small.capacity > start and big.capacities == 1
     for a, b in zip(big.frames[0], small.frames[0], strict=True):
         assert a.info["step"] == b.info["step"]
         np.testing.assert_allclose(a.positions, b.positions, atol=1e-9)
@@ -271,3 +271,26 @@ def test_nve_follows_ase_velocity_verlet_with_the_calculator(x64, potential64, f
         np.testing.assert_allclose(
             frame.arrays["uncertainty"], host.calc.results["uncertainty"], atol=1e-7
         )
+
+
+def test_new_weights_reuse_the_compiled_program(x64, potential64, frames_300K):
+    # The weights are arguments of the MD program, not constants: a potential of the same
+    # configuration with other weights runs without a new program, and with its own forces.
+    from nequip_jax.md._run import _programs
+    from nequip_jax.model import Potential
+
+    kwargs = dict(n_steps=10, dt_fs=0.5, record_every=10, temperature_K=300.0)
+    first = run_md(potential64, frames_300K[0], **kwargs)
+    params = jax.tree.map(np.asarray, potential64.params)
+    params["params"]["energy_scale"] = 2.0 * params["params"]["energy_scale"]
+    other = Potential(potential64.config, params, potential64.species, gmm=potential64.gmm)
+    misses = _programs.cache_info().misses
+    second = run_md(other, frames_300K[0], **kwargs)
+    assert _programs.cache_info().misses == misses
+    x = jnp.asarray(frames_300K[0].positions)
+    forces = [
+        make_system(p, frames_300K[0].numbers).evaluate(x, build_neighbours(x, 4.5, 1024))[1]
+        for p in (potential64, other)
+    ]
+    np.testing.assert_allclose(forces[1], 2.0 * forces[0], rtol=1e-10, atol=1e-12)
+    assert not np.allclose(first.frames[0][-1].positions, second.frames[0][-1].positions)
