@@ -240,16 +240,19 @@ def _export(args: argparse.Namespace) -> int:
 
 def _train_ensemble(args: argparse.Namespace) -> int:
     from nequip_jax.train import load_config
+    from nequip_jax.train.distributed import initialize, is_writer, member_mesh
     from nequip_jax.uncertainty.ensemble import load_variants, train_ensemble
 
+    if args.distributed:
+        try:
+            index, count = initialize(args.coordinator, args.num_processes, args.process_id)
+        except ValueError as err:
+            raise SystemExit(f"--distributed: {err}") from None
+        print(f"process {index} of {count}: {len(jax.devices())} devices in all", flush=True)
     config = load_config(args.config, args.set or [])
     workdir = args.workdir or f"runs/{Path(str(args.config)).stem}-ensemble"
     variants = load_variants(args.diverse) if args.diverse else None
-    mesh = None
-    if args.shard:
-        from jax.sharding import Mesh
-
-        mesh = Mesh(np.array(jax.devices()), ("member",))
+    mesh = member_mesh() if args.shard or args.distributed else None
     ensemble = train_ensemble(
         config,
         workdir,
@@ -258,7 +261,8 @@ def _train_ensemble(args: argparse.Namespace) -> int:
         resume=args.resume,
         mesh=mesh,
     )
-    print(f"saved {workdir}/ensemble ({ensemble.n_members} members)")
+    if is_writer():
+        print(f"saved {workdir}/ensemble ({ensemble.n_members} members)")
     return 0
 
 
@@ -358,6 +362,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=None)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--shard", action="store_true", help="lay members over all devices")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="one of several processes (hosts): members over the devices of all of them; the "
+        "settings below, or JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID, or SLURM",
+    )
+    p.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="process 0's address")
+    p.add_argument("--num-processes", type=int, default=None)
+    p.add_argument("--process-id", type=int, default=None)
     p.set_defaults(func=_train_ensemble)
 
     p = sub.add_parser("demo", help="the project's main job (currently: the 3BPA split table)")

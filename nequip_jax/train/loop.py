@@ -53,6 +53,7 @@ from nequip_jax.model import (
 )
 from nequip_jax.train.checkpoint import load_checkpoint, save_checkpoint
 from nequip_jax.train.config import RunConfig
+from nequip_jax.train.distributed import fetch, is_writer
 from nequip_jax.train.loss import ErrorSums, summarize
 from nequip_jax.train.progress import Progress
 from nequip_jax.train.schedule import PlateauState, plateau_init, plateau_update, stop_reason
@@ -311,7 +312,8 @@ def train_group(
         resume: continue from ``workdir/last.ckpt``.
         verbose: progress on the terminal.
         mesh: optional ``jax.sharding.Mesh`` with a ``"member"`` axis; the member axis of the
-            state and batches is laid over its devices.
+            state and batches is laid over its devices, which may belong to several processes
+            (:mod:`nequip_jax.train.distributed`; then process 0 alone writes files).
         init_params: parameters to start from (warm start; a leading member axis), instead of a
             fresh initialisation. Their shapes must match the model configuration.
     """
@@ -355,15 +357,25 @@ def train_group(
         best_epoch = np.asarray(saved["best_epoch"])
         start_epoch = last_epoch + 1
         lines = _read_metrics(metrics_path, last_epoch)
-    atomic_write_text(metrics_path, "".join(line + "\n" for line in lines))
-    atomic_write_text(
-        workdir / "config.yaml",
-        yaml.safe_dump(
-            [c.to_dict() for c in configs] if n > 1 else base.to_dict(), sort_keys=False
-        ),
-    )
+    writer = is_writer()
+    if writer:
+        atomic_write_text(metrics_path, "".join(line + "\n" for line in lines))
+        atomic_write_text(
+            workdir / "config.yaml",
+            yaml.safe_dump(
+                [c.to_dict() for c in configs] if n > 1 else base.to_dict(), sort_keys=False
+            ),
+        )
+    verbose = verbose and writer
 
+    if mesh is not None and n % mesh.shape["member"]:
+        raise ValueError(
+            f"{n} members cannot be laid evenly over the {mesh.shape['member']} devices of the "
+            "mesh; train a multiple of the device count per group (or use fewer devices)"
+        )
     place = _placer(mesh)
+    # Sharded over a mesh, sums and states may live on other processes' devices: gather them.
+    host = (lambda tree: tree) if mesh is None else fetch
     state, best_params = place(state), place(best_params)
     dtype = np.float64 if prep.model_config.dtype == "float64" else np.float32
     radial = None if prep.radial is None else place(prep.radial.cast(dtype))
@@ -413,6 +425,7 @@ def train_group(
             total = sums if total is None else jax.tree.map(jnp.add, total, sums)
             if bar:
                 bar.update()
+        total = host(total)
         train_m = [
             summarize(_unstack(total, j), energy_w[j], forces_w[j], optim.energy_loss)
             for j in range(n)
@@ -426,6 +439,7 @@ def train_group(
                 prep.eval_budget,
                 dtype=dtype,
             )
+            val_sums = host(val_sums)
             val_m = [
                 summarize(_unstack(val_sums, j), energy_w[j], forces_w[j], optim.energy_loss)
                 for j in range(n)
@@ -458,14 +472,16 @@ def train_group(
                 **{f"val_{k}": v for k, v in val_m[j].items()},
             }
             lines.append(json.dumps(record, sort_keys=True))
-        atomic_write_text(metrics_path, "".join(line + "\n" for line in lines))
-        save_checkpoint(
-            workdir / "last.ckpt",
-            {"state": state, "best_params": best_params, "best_epoch": best_epoch},
-            epoch=epoch,
-            scheduler=scheduler,
-            meta=meta,
-        )
+        checkpoint = host({"state": state, "best_params": best_params})
+        if writer:
+            atomic_write_text(metrics_path, "".join(line + "\n" for line in lines))
+            save_checkpoint(
+                workdir / "last.ckpt",
+                {**checkpoint, "best_epoch": best_epoch},
+                epoch=epoch,
+                scheduler=scheduler,
+                meta=meta,
+            )
         if bar:
             j = int(np.argmin([m["forces_rmse"] for m in val_m]))
             bar.close(
@@ -477,8 +493,9 @@ def train_group(
             ended = "time_budget"
             break
     networks = network_records(lines, members, scheduler, best_epoch, ended)
-    atomic_write_json(workdir / "summary.json", {"members": members, "networks": networks})
-    return GroupResult(jax.device_get(best_params), best_epoch, scheduler, prep, networks)
+    if writer:
+        atomic_write_json(workdir / "summary.json", {"members": members, "networks": networks})
+    return GroupResult(fetch(best_params), best_epoch, scheduler, prep, networks)
 
 
 def _select(mask, new, old):

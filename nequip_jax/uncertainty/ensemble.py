@@ -37,6 +37,7 @@ from nequip_jax.model import (
 )
 from nequip_jax.model.potential import Potential, check_dataset, ensemble_program, run_batched
 from nequip_jax.train.config import RunConfig, apply_overrides
+from nequip_jax.train.distributed import is_writer
 from nequip_jax.train.loop import load_training_data, member_keys, train_group
 from nequip_jax.uncertainty.metrics import ensemble_mean_forces, ensemble_sigma
 
@@ -311,7 +312,9 @@ def train_ensemble(
             ``n_members=3, variants=DIVERSE_VARIANTS``).
         resume: continue every group from its last checkpoint.
         data: ``(train, val)`` frames instead of ``config.data``.
-        mesh: optional ``jax.sharding.Mesh`` with a ``"member"`` axis.
+        mesh: optional ``jax.sharding.Mesh`` with a ``"member"`` axis, possibly over the
+            devices of several processes (:mod:`nequip_jax.train.distributed`); every process
+            returns the whole ensemble, process 0 alone writes files.
         verbose: progress on the terminal.
     """
     workdir = Path(workdir)
@@ -321,7 +324,7 @@ def train_ensemble(
     groups = []
     species = None
     for i, members in enumerate(group_members(configs)):
-        if verbose:
+        if verbose and is_writer():
             print(f"group {i}: members {members} ({configs[members[0]].model})")
         result = train_group(
             [configs[m] for m in members],
@@ -343,5 +346,6 @@ def train_ensemble(
         species=species,
         metadata={"seed": config.seed, "n_members": len(configs), "variants": list(variants or [])},
     )
-    ensemble.save(workdir / "ensemble")
+    if is_writer():
+        ensemble.save(workdir / "ensemble")
     return ensemble
