@@ -282,7 +282,13 @@ def _otf(args: argparse.Namespace) -> int:
 
     config = load_otf_config(args.config, args.set or [])
     workdir = Path(args.workdir or f"runs/otf-{Path(str(args.config)).stem}-{config.trigger}")
-    summary = run_otf(config, workdir, cache_dir=args.cache)
+    if args.dask_scheduler is None:
+        summary = run_otf(config, workdir, cache_dir=args.cache)
+    else:
+        from distributed import Client
+
+        with Client(args.dask_scheduler) as client:
+            summary = run_otf(config, workdir, cache_dir=args.cache, executor=client.get_executor())
     plot_trace(workdir, workdir / "trace.png")
     print(markdown_table({config.trigger: summary}, list(config.test_splits)))
     print(f"events: {workdir}/events.jsonl, plot: {workdir}/trace.png")
@@ -383,6 +389,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. trigger=ensemble")
     p.add_argument("--workdir", default=None, help="default runs/otf-<config>-<trigger>")
     p.add_argument("--cache", default=None, help="folder of labelled sets and initial models")
+    p.add_argument(
+        "--dask-scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="label on a Dask cluster (e.g. tcp://head:8786) instead of in this process",
+    )
     p.set_defaults(func=_otf)
     return parser
 

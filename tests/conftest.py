@@ -155,3 +155,21 @@ def ensemble64(frames_300K):
         stacked = jax.tree.map(lambda *x: np.stack(x), *params)
         groups.append(EnsembleGroup(config, stacked, members, SPECIES))
     return Ensemble(groups=groups, species=SPECIES)
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A Dask client of a local cluster of two single-threaded worker processes."""
+    import dask
+    import distributed
+
+    # A killed worker's task comes back to the caller as lost at once (Dask would otherwise
+    # re-run it itself), so that our retry policy is what re-runs it.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with (
+            distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
+            yield client

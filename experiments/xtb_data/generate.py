@@ -9,6 +9,7 @@ output already listed in ``PROVENANCE.json`` with the same recipe and checksum i
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import importlib.metadata
@@ -368,8 +369,15 @@ def _summarise(name: str, kind: str, frames: list, failures: list, n_items: int)
     return info
 
 
-def run(config: Config) -> Summary:
-    """Generate (or resume, or reuse) the GFN2-xTB 3BPA data set in ``config.out``."""
+def run(config: Config, *, executor: concurrent.futures.Executor | None = None) -> Summary:
+    """Generate (or resume, or reuse) the GFN2-xTB 3BPA data set in ``config.out``.
+
+    Args:
+        config: the settings.
+        executor: where the chunks are computed (any ``concurrent.futures.Executor``, e.g. a
+            Dask ``Client.get_executor()``); None: a local pool of ``config.workers``
+            single-threaded processes. The results do not depend on it.
+    """
     t0 = time.perf_counter()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -408,7 +416,13 @@ def run(config: Config) -> Summary:
         n_done_before = sum(len(plan.tasks[n]) for n in todo) - len(pending)
         log(
             f"{len(pending)} chunks to compute ({n_total} structures), {n_done_before} chunks "
-            f"already done; {config.workers} single-threaded worker(s); source {source}"
+            f"already done; "
+            + (
+                f"{config.workers} single-threaded worker(s)"
+                if executor is None
+                else "on the executor"
+            )
+            + f"; source {source}"
         )
     settings = WorkerSettings(
         oracle=plan.oracle,
@@ -429,6 +443,7 @@ def run(config: Config) -> Summary:
             initializer=init_worker,
             initargs=(settings,),
             ordered=False,
+            executor=executor,
         )
         try:
             for result in results:

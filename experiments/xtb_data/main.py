@@ -14,7 +14,7 @@ from pathlib import Path
 from experiments.xtb_data.generate import ALL_PARTS, Config, run
 
 
-def parse_args(argv: Sequence[str] | None = None) -> Config:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m experiments.xtb_data",
         description="Relabel 3BPA with GFN2-xTB (tblite) and run the beta = 120/150/180 dihedral "
@@ -54,7 +54,21 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--electronic-temperature", type=float, default=300.0, help="K")
     p.add_argument("--max-iterations", type=int, default=250, help="SCF iteration cap")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    a = p.parse_args(argv)
+    p.add_argument(
+        "--dask-scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="compute the chunks on a Dask cluster (e.g. tcp://head:8786; its workers should "
+        "run one thread each) instead of --workers local processes",
+    )
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    return config_from_args(_parser().parse_args(argv))
+
+
+def config_from_args(a: argparse.Namespace) -> Config:
     return Config(
         out=a.out,
         source=a.source,
@@ -78,7 +92,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    summary = run(parse_args(argv))
+    args = _parser().parse_args(argv)
+    if args.dask_scheduler is None:
+        summary = run(config_from_args(args))
+    else:
+        from distributed import Client
+
+        with Client(args.dask_scheduler) as client:
+            summary = run(config_from_args(args), executor=client.get_executor())
     if not summary.complete:
         return 3
     print(json.dumps(summary.counts, indent=1, sort_keys=True))

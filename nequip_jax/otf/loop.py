@@ -27,6 +27,7 @@ precision, so a run resumed from a checkpoint repeats the uninterrupted run.
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from pathlib import Path
 
@@ -34,7 +35,14 @@ import jax
 import numpy as np
 
 from nequip_jax._io import atomic_write_json
-from nequip_jax.oracle import Oracle, OracleError, attach_labels, bare_copy
+from nequip_jax.oracle import (
+    ExecutorOracle,
+    Oracle,
+    OracleError,
+    XTBOracle,
+    attach_labels,
+    bare_copy,
+)
 from nequip_jax.otf.config import OTFConfig
 from nequip_jax.otf.data import read_xyz, write_xyz
 from nequip_jax.otf.finetune import FineTuner
@@ -110,6 +118,7 @@ def run_otf(
     cache_dir: str | Path | None = None,
     stop_at_step: int | None = None,
     verbose: bool = True,
+    executor: concurrent.futures.Executor | None = None,
 ) -> dict:
     """Run (or resume) an on-the-fly active-learning trajectory; see the module docstring.
 
@@ -121,6 +130,10 @@ def run_otf(
             (default ``workdir/cache``).
         stop_at_step: stop (resumably, with a checkpoint) once this many MD steps are done.
         verbose: progress lines on stdout.
+        executor: where the oracle runs (any ``concurrent.futures.Executor``, e.g. a Dask
+            ``Client.get_executor()``: the initial and test sets in chunks over its workers,
+            each trigger's structure on one of them); None: in this process. The labels, and
+            so the run, do not depend on it.
 
     Returns:
         the run summary (:func:`nequip_jax.otf.report.summarize_run`); ``done`` is False when the
@@ -128,6 +141,8 @@ def run_otf(
     """
     from nequip_jax.otf.report import summarize_run
 
+    if executor is not None:
+        oracle = ExecutorOracle(oracle or XTBOracle(**config.oracle), executor)
     run = Session(config, workdir, oracle, cache_dir, verbose)
     c = config
     state_path = run.workdir / "state.json"

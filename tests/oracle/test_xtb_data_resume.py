@@ -56,6 +56,13 @@ def test_interrupted_run_resumes_to_identical_files(uninterrupted, tmp_path):
     assert not (tmp_path / ".partial").exists()
 
 
+def test_a_dask_cluster_writes_the_same_files(uninterrupted, dask_client, tmp_path):
+    summary = run(_tiny(tmp_path), executor=dask_client.get_executor())
+    assert summary.complete and summary.computed_chunks == 2 + 3
+    for name in DATA_FILES:
+        assert (tmp_path / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+
+
 def test_complete_outputs_are_reused(uninterrupted):
     before = {name: sha256_file(uninterrupted / name) for name in DATA_FILES}
     again = run(_tiny(uninterrupted))

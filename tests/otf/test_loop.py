@@ -16,7 +16,7 @@ from nequip_jax.otf.data import read_xyz
 from nequip_jax.otf.surrogate import Surrogate
 
 pytest.importorskip("tblite")
-# About a minute of CPU (four short runs, each a few compilations): deselected by default.
+# About a minute of CPU (five short runs, each a few compilations): deselected by default.
 pytestmark = pytest.mark.slow
 
 N_STEPS = 12
@@ -48,7 +48,7 @@ def _config(trigger):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, dask_client):
     root = tmp_path_factory.mktemp("otf")
     cache = root / "cache"
     out = {}
@@ -59,6 +59,11 @@ def runs(tmp_path_factory):
     out["first_part"] = first
     out["resumed"] = run_otf(_config("gmm"), root / "resumed", cache_dir=cache, verbose=False)
     out["random"] = run_otf(_config("random"), root / "random", cache_dir=cache, verbose=False)
+    # Everything labelled on a Dask cluster (its own cache: the initial and test sets too).
+    out["dask"] = run_otf(
+        _config("gmm"), root / "dask", cache_dir=root / "cache_dask", verbose=False,
+        executor=dask_client.get_executor(),
+    )  # fmt: skip
     out["root"] = root
     return out
 
@@ -73,20 +78,25 @@ def _comparable(events):
     ]
 
 
-def test_resumed_run_repeats_the_uninterrupted_run(runs):
-    root = runs["root"]
-    assert not runs["first_part"]["done"] and runs["first_part"]["steps"] == 7
-    assert runs["resumed"]["done"] and runs["whole"]["done"]
-    whole = _comparable(read_events(root / "whole" / "events.jsonl"))
-    resumed = _comparable(read_events(root / "resumed" / "events.jsonl"))
-    assert [e["event"] for e in whole] == [e["event"] for e in resumed]
-    for a, b in zip(whole, resumed):
+def _assert_same_events(run_a, run_b):
+    """The same events with the same values (floats to 1e-5) in two run folders."""
+    events_a = _comparable(read_events(run_a / "events.jsonl"))
+    events_b = _comparable(read_events(run_b / "events.jsonl"))
+    assert [e["event"] for e in events_a] == [e["event"] for e in events_b]
+    for a, b in zip(events_a, events_b, strict=True):
         assert a.keys() == b.keys()
         for key in a:
             if isinstance(a[key], float | list) and key != "config":
                 np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
             elif key != "errors":
                 assert a[key] == b[key], key
+
+
+def test_resumed_run_repeats_the_uninterrupted_run(runs):
+    root = runs["root"]
+    assert not runs["first_part"]["done"] and runs["first_part"]["steps"] == 7
+    assert runs["resumed"]["done"] and runs["whole"]["done"]
+    _assert_same_events(root / "whole", root / "resumed")
     assert len(read_events(root / "resumed" / "events.jsonl", "resume")) == 1
     sa, sb = load_state(root / "whole" / "state.json"), load_state(root / "resumed" / "state.json")
     np.testing.assert_allclose(sa.positions, sb.positions, atol=1e-6)
@@ -94,6 +104,25 @@ def test_resumed_run_repeats_the_uninterrupted_run(runs):
     pb = Surrogate.load(root / "resumed" / sb.model_dir).params
     for a, b in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+
+
+def test_labelling_on_a_dask_cluster_repeats_the_run(runs):
+    root = runs["root"]
+    assert runs["dask"]["done"]
+    _assert_same_events(root / "whole", root / "dask")
+    here = {p.name: p for p in (root / "cache").glob("*.xyz")}
+    there = {p.name: p for p in (root / "cache_dask").glob("*.xyz")}
+    assert here.keys() == there.keys() and len(here) >= 2  # the initial and test sets
+    for name, path in here.items():
+        a, b = read_xyz(path), read_xyz(there[name])
+        np.testing.assert_allclose(
+            [x.get_potential_energy() for x in a], [x.get_potential_energy() for x in b], atol=1e-8
+        )
+        np.testing.assert_allclose(
+            np.concatenate([x.get_forces() for x in a]),
+            np.concatenate([x.get_forces() for x in b]),
+            atol=1e-8,
+        )
 
 
 def test_log_follows_the_rules_of_the_loop(runs):
