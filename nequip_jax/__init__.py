@@ -1,10 +1,32 @@
 """nequip-jax: NequIP interatomic potentials in JAX with fast Gaussian-mixture uncertainty.
 
 Zhu, Batzner, Musaelian, Kozinsky, J. Chem. Phys. 158, 164111 (2023).
+
+The names below are loaded on first use, so that ``import nequip_jax.oracle`` (in a labelling
+worker, say) does not import JAX and the model.
 """
 
-from nequip_jax._cache import enable_compilation_cache
-from nequip_jax.model import NequIP, NequIPConfig, Potential, load
+import importlib
 
 __all__ = ["NequIP", "NequIPConfig", "Potential", "enable_compilation_cache", "load"]
 __version__ = "0.1.0"
+
+_HOMES = {
+    "NequIP": "nequip_jax.model",
+    "NequIPConfig": "nequip_jax.model",
+    "Potential": "nequip_jax.model",
+    "load": "nequip_jax.model",
+    "enable_compilation_cache": "nequip_jax._cache",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nequip_jax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
