@@ -8,6 +8,12 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: test test-all demo train-cpu lint results-table
 
+# The project's offline data beside the checkout, when it is there and NEQUIP_JAX_DATA is unset
+# (the library reads only NEQUIP_JAX_DATA, its arguments and the user cache).
+ifneq ($(wildcard ../shared/data),)
+export NEQUIP_JAX_DATA ?= $(abspath ../shared/data)
+endif
+
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

@@ -2,22 +2,27 @@
 
 Zhu, Batzner, Musaelian, Kozinsky, J. Chem. Phys. 158, 164111 (2023).
 
-The names below are loaded on first use, so that ``import nequip_jax.oracle`` (in a labelling
+The names below are loaded on first use (``nequip_jax.train`` is the training subpackage; its
+``train`` function trains one model), so that ``import nequip_jax.oracle`` (in a labelling
 worker, say) does not import JAX and the model.
 """
 
 import importlib
 
-__all__ = ["NequIP", "NequIPConfig", "Potential", "enable_compilation_cache", "load"]
-__version__ = "0.1.0"
-
 _HOMES = {
+    "Ensemble": "nequip_jax.uncertainty.ensemble",
     "NequIP": "nequip_jax.model",
+    "NequIPCalculator": "nequip_jax.calculator",
     "NequIPConfig": "nequip_jax.model",
     "Potential": "nequip_jax.model",
-    "load": "nequip_jax.model",
     "enable_compilation_cache": "nequip_jax._cache",
+    "load": "nequip_jax.model",
+    "load_3bpa": "nequip_jax.data",
+    "run_md": "nequip_jax.md",
+    "train_ensemble": "nequip_jax.uncertainty.ensemble",
 }
+__all__ = sorted(_HOMES)
+__version__ = "0.1.0"
 
 
 def __getattr__(name: str):

@@ -168,7 +168,7 @@ def dask_client():
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         with (
             distributed.LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
             ) as cluster,
             distributed.Client(cluster) as client,
         ):

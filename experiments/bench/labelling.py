@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     )
     t0 = time.perf_counter()
     cluster = distributed.LocalCluster(
-        n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
     )
     client = distributed.Client(cluster)
     print(f"Dask cluster start-up: {time.perf_counter() - t0:.1f} s (not in the timings)")

@@ -53,7 +53,7 @@ class Config:
     Attributes:
         out: output folder (drop-in ``root`` for the 3BPA loader).
         source: folder with the DFT 3BPA files; None resolves ``$NEQUIP_JAX_DATA`` (its
-            ``3bpa`` subfolder, or itself) or else ``<repo>/../shared/data/3bpa``.
+            ``3bpa`` subfolder, or itself).
         parts: which outputs: MD split names, "dih" (the three scans), "iso" (isolated atoms);
             None = every MD split present in ``source`` + "dih" + "iso".
         workers: worker processes, one single-threaded worker per core.
@@ -128,11 +128,14 @@ def resolve_source(source: Path | None) -> Path:
     elif os.environ.get("NEQUIP_JAX_DATA"):
         root = Path(os.environ["NEQUIP_JAX_DATA"])
         candidates = [root / "3bpa", root]
-    else:
-        candidates = [repo_root().parent / "shared" / "data" / "3bpa"]
     for folder in candidates:
         if (folder / "train_300K.xyz").is_file():
             return folder
+    if not candidates:
+        raise FileNotFoundError(
+            "no 3BPA source folder: pass --source DIR (the folder holding the DFT xyz files) or "
+            "set NEQUIP_JAX_DATA to it or to its parent"
+        )
     raise FileNotFoundError(
         f"no 3BPA source folder with train_300K.xyz among {[str(c) for c in candidates]}; pass "
         "--source DIR or set NEQUIP_JAX_DATA to the folder holding the DFT xyz files"

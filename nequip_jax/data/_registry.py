@@ -4,7 +4,7 @@ Search order for a split's file (first hit wins):
 
 1. the ``root`` argument;
 2. the ``NEQUIP_JAX_DATA`` environment variable;
-3. ``../shared/data`` and ``./data`` relative to the repository;
+3. ``./data`` in the repository (e.g. the GFN2-xTB twin's default output folder);
 4. the user cache (``$XDG_CACHE_HOME/nequip_jax``, default ``~/.cache/nequip_jax``), into which the
    public archive is downloaded on first use when ``allow_download`` is true.
 
@@ -81,7 +81,7 @@ def search_folders(root: str | os.PathLike | None = None) -> list[Path]:
         bases.append(Path(root))
     if os.environ.get("NEQUIP_JAX_DATA"):
         bases.append(Path(os.environ["NEQUIP_JAX_DATA"]))
-    bases += [_REPO_ROOT.parent / "shared" / "data", _REPO_ROOT / "data", _cache_folder()]
+    bases += [_REPO_ROOT / "data", _cache_folder()]
     folders: list[Path] = []
     for base in bases:
         for folder in (base, base / "3bpa"):
