@@ -224,7 +224,7 @@ def check_source(source: str, root: Path | None, splits: Sequence[str]) -> dict[
                     "generate the GFN2-xTB twin with `python -m experiments.xtb_data --out "
                     "data/3bpa_xtb`"
                     if source == "xtb"
-                    else "place the DFT file in ../shared/data/3bpa (see its README)"
+                    else "set NEQUIP_JAX_DATA to the folder holding the DFT 3BPA files"
                 )
                 raise DataError(
                     f"{source} data: {name} (needed for {split}) is not in "

@@ -31,7 +31,7 @@ def _dft_folder() -> Path:
 
 SHARED = _dft_folder()
 
-# Sizes from shared/data/3bpa/README.md (an independent record of the files).
+# Sizes from the data set's own README (an independent record of the files).
 SIZES = {"train_300K": 500, "train_mixedT": 500, "test_300K": 1669, "test_600K": 2138}
 
 
