@@ -103,25 +103,40 @@ def test_local_pool_is_replaced_when_a_worker_dies(dft_frames, tmp_path):
     _assert_same(labels, dft_frames, order)
 
 
-def test_lost_chunk_without_retries_names_its_frames(dft_frames, tmp_path):
-    oracle = FlakyOracle(dft_frames, tmp_path / "killed", "exit")
-    with pytest.raises(LabellingError, match=r"frames 0\.\.2 was never labelled") as info:
+def test_lost_chunk_without_retries_names_its_frames(dft_frames):
+    pool = PoolOracle(dft_frames)
+    with pytest.raises(LabellingError, match=r"frames 3\.\.5 was never labelled") as info:
         label_parallel(
-            oracle, dft_frames[:6], n_workers=1, chunk_size=3, executor=_SerialExit(),
+            pool, dft_frames[:9], chunk_size=3, executor=_LosesSecondChunk(),
             retry=RetryPolicy(max_attempts=1),
         )  # fmt: skip
-    assert info.value.frame == 0
+    assert info.value.frame == 3
     assert isinstance(info.value.__cause__, WorkLostError)
+    # With a second attempt allowed, the re-submitted chunk comes back and nothing is missing.
+    labels = label_parallel(
+        pool, dft_frames[:9], chunk_size=3, executor=_LosesSecondChunk(),
+        retry=RetryPolicy(max_attempts=2),
+    )  # fmt: skip
+    _assert_same(labels, dft_frames, range(9))
 
 
-class _SerialExit:
-    """An executor whose every task is lost (as if its worker had died)."""
+class _LosesSecondChunk:
+    """An in-process executor that loses the first submission of the chunk starting at frame 3
+    (as if its worker had died) and runs everything else."""
+
+    def __init__(self):
+        self.lost = False
 
     def submit(self, fn, *args):
         import concurrent.futures as cf
 
         future = cf.Future()
-        future.set_exception(ConnectionError("worker lost"))
+        start = args[1][0]  # (func, (start, frames), ...)
+        if start == 3 and not self.lost:
+            self.lost = True
+            future.set_exception(ConnectionError("worker lost"))
+        else:
+            future.set_result(fn(*args))
         return future
 
 
