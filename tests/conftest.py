@@ -157,9 +157,10 @@ def ensemble64(frames_300K):
     return Ensemble(groups=groups, species=SPECIES)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dask_client():
-    """A Dask client of a local cluster of two single-threaded worker processes."""
+    """A Dask client of a local cluster of two single-threaded worker processes (per module:
+    an idle cluster costs ~10 % of a core, so it does not outlive the tests that use it)."""
     import dask
     import distributed
 
