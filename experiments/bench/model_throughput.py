@@ -5,7 +5,10 @@ round with the PyTorch reference (so that a busy machine slows both alike):
 
 - compile time of the jitted forward+forces function and of the training step (JAX), and the
   first-call time of the reference;
-- forward+forces time per molecule for a batch of 32 molecules (``test_300K`` frames);
+- forward+forces time per molecule for a batch of 32 molecules (``test_300K`` frames), for the
+  function compiled by ``model_jit`` (with :func:`nequip_jax.model.compiler_options`) and, in
+  the same round, by a plain ``jax.jit`` with XLA's defaults, as a user's own jit compiles it
+  (the ratio plain/model_jit is printed; 1.00x means the options make no difference);
 - training steps per second for batches of 5 (MSE of per-atom energy + forces, Adam).
 
 The reference is the authors' PyTorch code, ``nequip==0.19.1`` (``NequIPGNNModel``, eager,
@@ -89,10 +92,18 @@ def _jax_setup(frames, num_features, lmax, args):
     params = init_params(config, key=jax.random.key(0))
     options = compiler_options() if not args.xla_defaults else None
 
-    predict = jax.jit(lambda p, g: energy_forces_features(model, p, g), compiler_options=options)
+    def predict_fn(p, g):
+        return energy_forces_features(model, p, g)
+
     t0 = time.perf_counter()
-    predict_compiled = predict.lower(params, infer_batch).compile()
+    predict_compiled = (
+        jax.jit(predict_fn, compiler_options=options).lower(params, infer_batch).compile()
+    )
     compile_predict = time.perf_counter() - t0
+    # The same function under a plain jax.jit, as a user's own jit would compile it.
+    defaults_compiled = None
+    if options is not None:
+        defaults_compiled = jax.jit(predict_fn).lower(params, infer_batch).compile()
 
     optimizer = optax.adam(1e-3)
 
@@ -119,15 +130,17 @@ def _jax_setup(frames, num_features, lmax, args):
 
     state = {"params": params, "opt_state": opt_state}
 
-    def infer(reps):
-        out = predict_compiled(params, infer_batch)
-        jax.block_until_ready(out)
-        times = []
-        for _ in range(reps):
-            t, c = time.perf_counter(), time.process_time()
-            jax.block_until_ready(predict_compiled(params, infer_batch))
-            times.append((time.perf_counter() - t, time.process_time() - c))
-        return times
+    def timer(compiled):
+        def infer(reps):
+            jax.block_until_ready(compiled(params, infer_batch))
+            times = []
+            for _ in range(reps):
+                t, c = time.perf_counter(), time.process_time()
+                jax.block_until_ready(compiled(params, infer_batch))
+                times.append((time.perf_counter() - t, time.process_time() - c))
+            return times
+
+        return infer
 
     def train(reps):
         p, s, loss = step_compiled(state["params"], state["opt_state"], train_batch)
@@ -149,7 +162,13 @@ def _jax_setup(frames, num_features, lmax, args):
         "force_rms": float(stats.force_rms),
         "energy_shift": [float(s) for s in stats.energy_shift],
         "num_params": int(sum(x.size for x in jax.tree.leaves(params))),
+        # XLA's own count for the compiled programs (padding included).
+        "flops_per_molecule": predict_compiled.cost_analysis()["flops"] / args.infer_batch,
+        "flops_train_step": step_compiled.cost_analysis()["flops"],
     }
+    infer = {"jax_infer": timer(predict_compiled)}
+    if defaults_compiled is not None:
+        infer["defaults_infer"] = timer(defaults_compiled)
     return infer, train, info
 
 
@@ -288,6 +307,35 @@ class TorchReference:
 
 
 # ----------------------------------------------------------------------------- driver
+def _peak(threads: int) -> dict:
+    """This CPU's float32 rates: nominal (cores × clock × SIMD lanes × 2 flops per FMA × 2 FMA
+    units per core, the usual server-core figure; lanes 16 with AVX-512, 8 with AVX2) and
+    measured (a 2048² float32 matmul compiled by XLA, best of 5), in GFLOP/s."""
+    import jax
+    import jax.numpy as jnp
+
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    mhz = [float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz")]
+    flags = next((line for line in info.splitlines() if line.startswith("flags")), "").split()
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    nominal = threads * (mhz[0] / 1e3) * lanes * 2 * 2 if mhz else float("nan")
+    n = 2048
+    a = jnp.ones((n, n), jnp.float32)
+    matmul = jax.jit(lambda x: x @ x).lower(a).compile()
+    jax.block_until_ready(matmul(a))
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        jax.block_until_ready(matmul(a))
+        best = min(best, time.perf_counter() - t)
+    return {
+        "nominal_gflops": nominal,
+        "matmul_gflops": 2 * n**3 / best / 1e9,
+        "clock_ghz": mhz[0] / 1e3 if mhz else None,
+        "simd_lanes": lanes,
+    }
+
+
 def _median_ms(times) -> tuple[float, float]:
     """Median wall and CPU (process) milliseconds of ``[(wall_s, cpu_s), ...]``."""
     return (
@@ -359,13 +407,20 @@ def main(argv=None) -> int:
             "# note: no PyTorch reference (pass --torch-python PATH to an interpreter with "
             "torch==2.13.0 and nequip==0.19.1); reporting JAX only"
         )
+    peak = _peak(args.threads)
+    print(
+        f"# float32 peak of {args.threads} core(s): nominal {peak['nominal_gflops']:.0f} GFLOP/s "
+        f"({peak['clock_ghz']} GHz x {peak['simd_lanes']} lanes x 2 flops/FMA x 2 FMA units), "
+        f"measured {peak['matmul_gflops']:.0f} GFLOP/s (2048^2 matmul, XLA)"
+    )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         xyz = str(Path(tmp) / "frames.xyz")
         ase.io.write(xyz, frames)
         try:
             for num_features, lmax in configs:
-                results.append(_compare(frames, num_features, lmax, args, torch_ref, xyz))
+                row = _compare(frames, num_features, lmax, args, torch_ref, xyz, peak)
+                results.append(row)
         finally:
             if torch_ref is not None:
                 torch_ref.close()
@@ -374,7 +429,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _compare(frames, num_features, lmax, args, torch_ref, xyz) -> dict:
+def _compare(frames, num_features, lmax, args, torch_ref, xyz, peak) -> dict:
     infer, train, info = _jax_setup(frames, num_features, lmax, args)
     row = {"num_features": num_features, "lmax": lmax, **info}
     print(
@@ -412,7 +467,8 @@ def _compare(frames, num_features, lmax, args, torch_ref, xyz) -> dict:
     have_torch = torch_ref is not None
     for r in range(args.rounds):
         entry = {"load": os.getloadavg()[0]}
-        entry["jax_infer"] = _per(_median_ms(infer(args.infer_reps)), args.infer_batch)
+        for key, run in infer.items():
+            entry[key] = _per(_median_ms(run(args.infer_reps)), args.infer_batch)
         if have_torch:
             times = torch_ref.call(cmd="infer", reps=args.infer_reps)["times"]
             entry["torch_infer"] = _per(_median_ms(times), args.infer_batch)
@@ -425,6 +481,9 @@ def _compare(frames, num_features, lmax, args, torch_ref, xyz) -> dict:
         line += _fmt(entry["jax_infer"], 2)
         if have_torch:
             line += f", torch {_fmt(entry['torch_infer'], 2)} {_ratio(entry, 'infer')}"
+        if "defaults_infer" in entry:
+            ratio = entry["defaults_infer"][0] / entry["jax_infer"][0]
+            line += f", JAX under plain jax.jit {_fmt(entry['defaults_infer'], 2)} ({ratio:.2f}x)"
         line += f" | train step ms JAX {_fmt(entry['jax_train'], 1)}"
         if have_torch:
             line += f", torch {_fmt(entry['torch_train'], 1)} {_ratio(entry, 'train')}"
@@ -439,6 +498,29 @@ def _compare(frames, num_features, lmax, args, torch_ref, xyz) -> dict:
         f"CPU) = {1e3 / best['jax_infer']:.0f} molecules/s; {1e3 / best['jax_train']:.1f} train "
         "steps/s"
     )
+    rates = {
+        "infer": info["flops_per_molecule"] / (best["jax_infer"] / 1e3) / 1e9,
+        "train": info["flops_train_step"] / (best["jax_train"] / 1e3) / 1e9,
+    }
+    row["peak"] = peak
+    row["gflops"] = rates
+    summary += (
+        f"\nsummary roofline (XLA cost_analysis): forward+forces "
+        f"{info['flops_per_molecule'] / 1e6:.1f} MFLOP/molecule at {rates['infer']:.1f} GFLOP/s "
+        f"({100 * rates['infer'] / peak['nominal_gflops']:.1f} % of nominal, "
+        f"{100 * rates['infer'] / peak['matmul_gflops']:.1f} % of the matmul rate); train step "
+        f"{info['flops_train_step'] / 1e9:.2f} GFLOP at {rates['train']:.1f} GFLOP/s "
+        f"({100 * rates['train'] / peak['nominal_gflops']:.1f} % / "
+        f"{100 * rates['train'] / peak['matmul_gflops']:.1f} %)"
+    )
+    if "defaults_infer" in best:
+        row["ratio_defaults_infer_wall"] = statistics.median(
+            e["defaults_infer"][0] / e["jax_infer"][0] for e in rounds
+        )
+        summary += (
+            f"\nsummary plain jax.jit (XLA's default CPU options) / model_jit, forward+forces "
+            f"(median over rounds): {row['ratio_defaults_infer_wall']:.2f}x wall"
+        )
     if have_torch:
         summary += (
             f"\nsummary torch: {best['torch_infer']:.2f} ms/molecule wall "

@@ -66,7 +66,13 @@ class SpeciesLinear(nn.Module):
                 (self.num_species * mul_in, mul_out),
                 x.dtype,
             )
-            # [n, S, mul_in, d] → [n, S·mul_in, d]: one matmul for all species at once.
+            # [n, S, mul_in, d] → [n, S·mul_in, d]: one matmul for all species at once (scalars
+            # without their extent-one axis d, see nequip_jax.model._convolution).
+            if ir_out.dim == 1:
+                z = species_onehot[:, :, None] * chunk.reshape(n_node, 1, mul_in)
+                z = z.reshape(n_node, self.num_species * mul_in)
+                chunks.append((z @ w / math.sqrt(mul_in))[:, :, None])
+                continue
             z = species_onehot[:, :, None, None] * chunk[:, None, :, :]
             z = z.reshape(n_node, self.num_species * mul_in, ir_out.dim)
             chunks.append(jnp.einsum("nkd,kv->nvd", z, w) / math.sqrt(mul_in))

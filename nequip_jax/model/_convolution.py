@@ -13,9 +13,16 @@ much the backward pass as the forward one):
 - features are kept "channels last", ``[.., 2l+1, mul]``, one array per irrep, so the per-edge
   arithmetic runs along the channels and vectorises;
 - the Clebsch–Gordan contraction is done in two steps: a small per-edge matmul ``B_e = Y_e @ C``
-  ([d1, d3, n_paths] per edge, shared by all channels), then ``sum_m h[m, u] B[m, k, g]``;
-- per-edge arrays are never sliced (the transpose of a slice is a full-width pad): one matmul
-  per path group for the weights, one accumulator per output irrep for the messages;
+  ([d1, d3, n_paths] per edge, shared by all channels), then ``sum_m h[m, u] B[m, k, g]`` written
+  out as a sum over the (at most 2 lmax + 1) components ``m``, one output component ``k`` at a
+  time, so that neither it nor its reverse pass is a reduction over a small middle axis;
+- no per-edge array has an axis of extent one (``l = 0`` irreps and one-path groups drop it):
+  on a CPU, jaxlib's default YNNPACK fusions treat such an axis as a broadcast, and their
+  reductions of these arrays (the reverse pass of every broadcast product) run 30–50× slower
+  than XLA's loops (jaxlib 0.10), enough to make forward+forces ~15× slower under a plain
+  ``jax.jit`` than with :func:`nequip_jax.model.compiler_options`;
+  tests/model/test_compiled_program.py checks the compiled program for such reductions;
+- one matmul per path group for the weights, one accumulator per output irrep for the messages;
 - edges are processed in chunks by ``lax.scan`` under ``jax.checkpoint``: gather, radial MLP,
   messages and scatter-add all work on cache-sized arrays, and the backward pass recomputes a
   chunk instead of storing [n_edge, D] residuals.
@@ -56,6 +63,27 @@ def group_columns(plan: ConvolutionPlan) -> list[tuple[int, int]]:
     return columns
 
 
+def _columns(b: jnp.ndarray, count: int, n: int) -> list[jnp.ndarray]:
+    """The ``count`` consecutive column blocks of width ``n`` of ``b`` [n_edge, count · n], each
+    [n_edge, n] ([n_edge] when ``n = 1``)."""
+    n_edge = b.shape[0]
+    if count == 1:
+        return [b if n > 1 else b.reshape(n_edge)]
+    b = b.reshape(n_edge, count, n) if n > 1 else b
+    return [b[:, j] for j in range(count)]
+
+
+def _scaled(x: jnp.ndarray, column: jnp.ndarray) -> jnp.ndarray:
+    """[n_edge, n, mul] ``x[e, u] · column[e, g]`` ([n_edge, mul] for a column [n_edge])."""
+    n_edge, mul = x.shape
+    if column.ndim == 1:
+        return x * jax.lax.broadcast_in_dim(column, (n_edge, mul), (0,))
+    shape = (n_edge, column.shape[1], mul)
+    return jax.lax.broadcast_in_dim(x, shape, (0, 2)) * jax.lax.broadcast_in_dim(
+        column, shape, (0, 1)
+    )
+
+
 def edge_messages(
     sender_blocks: Sequence[jnp.ndarray],
     sh: jnp.ndarray,
@@ -63,6 +91,13 @@ def edge_messages(
     plan: ConvolutionPlan,
 ) -> list[jnp.ndarray]:
     """Per-edge messages of all paths, one array per output irrep.
+
+    For each output component ``k`` of a path group, ``sum_m x[e, m, u] B[e, m, k, g]`` is an
+    explicit sum over the ``2 l1 + 1`` components ``m`` and is multiplied by the path weights
+    ``w[e, g, u]`` before the components are stacked. No array here or in the reverse pass has
+    an axis of extent one (an ``l = 0`` irrep or a one-path group is stored without that axis),
+    and the only reductions of the reverse pass run over the paths ``g`` or the channels
+    ``u``; see the module notes.
 
     Args:
         sender_blocks: for each input irrep of ``plan.inputs``, [n_edge, 2 l1 + 1, mul] features
@@ -82,15 +117,24 @@ def edge_messages(
     weights = iter(group_weights)
     for (mul, l1, _), groups, x in zip(plan.inputs, plan.groups, sender_blocks, strict=True):
         d1 = 2 * l1 + 1
+        x_m = [x[:, m, :] for m in range(d1)] if d1 > 1 else [x.reshape(n_edge, mul)]
         for l3, p3, l2s in groups:
             n, d3 = len(l2s), 2 * l3 + 1
             packed = jnp.asarray(packed_clebsch_gordan(l1, l3, l2s, plan.lmax_sh), dtype)
-            b = (sh @ packed).reshape(n_edge, d1, d3, n)
-            # sum_m x[e, m, u] b[e, m, k, g]: a broadcast product reduced over m, whose
-            # transposes are again broadcasts and reductions.
-            t = jnp.sum(x[:, :, None, None, :] * b[:, :, :, :, None], axis=1)  # [E, d3, n, mul]
-            w = next(weights).reshape(n_edge, 1, n, mul)
-            parts.setdefault((l3, p3), []).append((t * w).reshape(n_edge, d3, n * mul))
+            # Column (m, k) of B_e = Y_e @ C is cols[m * d3 + k].
+            cols = _columns(sh @ packed, d1 * d3, n)
+            w = next(weights)
+            w = w.reshape(n_edge, n, mul) if n > 1 else w
+            components = []
+            for k in range(d3):
+                t = _scaled(x_m[0], cols[k])
+                for m in range(1, d1):
+                    t = t + _scaled(x_m[m], cols[m * d3 + k])
+                components.append((t * w).reshape(n_edge, n * mul))
+            stacked = (
+                jnp.stack(components, axis=1) if d3 > 1 else components[0][:, None, :]
+            )  # [n_edge, d3, n · mul]
+            parts.setdefault((l3, p3), []).append(stacked)
     return [
         jnp.concatenate(parts[(l3, p3)], axis=2) if len(parts[(l3, p3)]) > 1 else parts[(l3, p3)][0]
         for _, l3, p3 in plan.outputs

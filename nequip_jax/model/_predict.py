@@ -36,11 +36,11 @@ _CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_IND
 def compiler_options() -> dict[str, str] | None:
     """XLA options to pass as ``jax.jit(..., compiler_options=compiler_options())``.
 
-    On CPU, XLA 0.10's default YNNPACK fusions of small elementwise/reduction ops made the
-    forward+forces pass of this model about 10× slower on the project's 2-core machine
-    (experiments/bench/model_throughput.py); keeping YNNPACK for individual matmuls only restores
-    the plain XLA loop fusions. ``None`` on other backends, or when this jaxlib does not know
-    the option (then the defaults are used).
+    A small optimisation, not a requirement: on CPU it keeps jaxlib's YNNPACK library for
+    individual matmuls only (XLA's own loops for the rest). On the project's 2-core machine a
+    plain ``jax.jit`` of forward+forces takes 0.9–1.3× the time of this build at f = 16–32,
+    lmax = 1–2 (experiments/bench/model_throughput.py). ``None`` on other backends, or when
+    this jaxlib does not know the option (then the defaults are used).
     """
     if jax.default_backend() != "cpu":
         return None
@@ -54,8 +54,8 @@ def compiler_options() -> dict[str, str] | None:
 def model_jit(fn: Callable, **jit_kwargs: Any) -> Callable:
     """``jax.jit(fn, **jit_kwargs)`` with the model's :func:`compiler_options`.
 
-    Every jitted function that runs the model goes through this, so that no code path falls
-    back to XLA's default CPU fusions (about 10× slower for this model).
+    Every jitted function of this library that runs the model goes through this; a plain
+    ``jax.jit`` (a user's own) compiles the same model within 1.3× of it.
     """
     return jax.jit(fn, compiler_options=compiler_options(), **jit_kwargs)
 
