@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.common.networks import networks_from_info
+from experiments.common.pieces import combined_provenance, identity, run_seeds
 from experiments.common.pipeline import (
     LABELS,
     METHODS,
@@ -34,7 +35,7 @@ from experiments.common.pipeline import (
     training_summary,
 )
 from experiments.common.plots import uncertainty_vs_error
-from experiments.common.provenance import begin_run, provenance
+from experiments.common.provenance import begin_run
 from experiments.fig2_uncertainty.analysis import (
     TEMPERATURE_TESTS,
     method_metrics,
@@ -215,23 +216,25 @@ def run(
     verbose: bool = False,
 ) -> dict:
     """Run Fig. 2 for every combo and seed; writes results.json (with the trained ``networks``
-    and the run's ``provenance``), figures and section.md."""
+    and the run's ``provenance``), figures and section.md.
+
+    Each seed is a piece (:mod:`experiments.common.pieces`, ``workdir/seeds/seed<k>``): seeds
+    with a stored piece of the same configuration and data are not recomputed, and the summary
+    aggregates every stored piece, so seeds may run as separate jobs into one workdir.
+    """
     workdir, models_dir = Path(workdir), Path(models_dir) / data
     begun = begin_run()
-    start = time.perf_counter()
     splits = ["train_300K", *TEMPERATURE_TESTS]
     if any(c.setting == "mixed" for c in config.combos):
         splits += ["train_mixedT", "test_300K", "test_600K"]
     sources = check_source(data, root, splits)
-    per_seed: dict = {}
-    training: dict = {}
-    networks: list[dict] = []
-    figures = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", StandInWarning)
-        for combo in config.combos:
-            per_seed[combo.name], training[combo.name] = {}, {}
-            for seed in seeds:
+    expected = identity("fig2_uncertainty", _config_dict(config), data, sources)
+
+    def compute(seed: int, folder: Path) -> dict:
+        body: dict = {"per_seed": {}, "training": {}, "networks": [], "figures": []}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StandInWarning)
+            for combo in config.combos:
                 preds, info = train_and_predict(
                     config,
                     combo,
@@ -241,34 +244,40 @@ def run(
                     cache_dir=workdir / "predictions",
                     verbose=verbose,
                 )
-                training[combo.name][seed] = training_summary(info)
-                networks += networks_from_info(
+                body["training"][combo.name] = training_summary(info)
+                body["networks"] += networks_from_info(
                     info, seed=seed, stage=combo.name, models_dir=models_dir / combo.name
                 )
-                per_seed[combo.name][seed] = {
+                body["per_seed"][combo.name] = {
                     test: {m: method_metrics(p) for m, p in by_method.items()}
                     for test, by_method in preds.items()
                 }
-                if seed == seeds[0]:
-                    figures += _figures(preds, combo, seed, workdir)
+                body["figures"] += _figures(preds, combo, seed, folder, workdir)
+        return body
+
+    pieces = run_seeds(
+        workdir, seeds, expected, compute, preset=preset, data_files=sources, log=_log
+    )
+    done = list(pieces)
+    names = [c.name for c in config.combos]
+    per_seed = {c: {s: pieces[s]["per_seed"][c] for s in done} for c in names}
+    prov = combined_provenance(begun, pieces, preset=preset, data_source=data, data_files=sources)
     results = {
         "config": _config_dict(config),
         "data": data,
-        "seeds": list(seeds),
+        "seeds": done,
         "per_seed": per_seed,
         "aggregate": {c: aggregate_seeds(list(per_seed[c].values())) for c in per_seed},
         "claims": {c.name: claims(per_seed[c.name], c) for c in config.combos},
-        "training": training,
-        "networks": networks,
+        "training": {c: {s: pieces[s]["training"][c] for s in done} for c in names},
+        "networks": [n for s in done for n in pieces[s]["networks"]],
         "hardware": hardware_note(),
-        "wall_time_s": time.perf_counter() - start,
-        "provenance": provenance(
-            begun, preset=preset, seeds=seeds, data_source=data, data_files=sources
-        ),
+        "wall_time_s": prov["wall_s"],
+        "provenance": prov,
     }
     atomic_write_json(workdir / "results.json", results)
-    atomic_write_text(workdir / "section.md", report(results, figures))
-    _log(f"wrote {workdir / 'section.md'} ({results['wall_time_s'] / 60:.1f} min)")
+    atomic_write_text(workdir / "section.md", report(results, pieces[done[0]]["figures"]))
+    _log(f"wrote {workdir / 'section.md'} (seeds {done}, {results['wall_time_s'] / 60:.1f} min)")
     return results
 
 
@@ -276,16 +285,17 @@ def _config_dict(config: UQConfig) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def _figures(preds, combo: Combo, seed: int, workdir: Path) -> list[tuple[str, str]]:
+def _figures(preds, combo: Combo, seed: int, folder: Path, workdir: Path) -> list[list[str]]:
+    """One figure per test set in ``folder``: ``[caption, path relative to workdir]``."""
     out = []
     for test, by_method in preds.items():
         panels = {
             LABELS[m]: (p.eps, p.u, "NLL" if m == "gmm" else "σ (eV/Å)")
             for m, p in by_method.items()
         }
-        path = workdir / f"fig2_{combo.name}_{test}.png"
+        path = folder / f"fig2_{combo.name}_{test}.png"
         uncertainty_vs_error(panels, path, title=f"{combo.name}, {test}, seed {seed}")
-        out.append((f"{combo.name}, {test} (seed {seed})", path.name))
+        out.append([f"{combo.name}, {test} (seed {seed})", path.relative_to(workdir).as_posix()])
     return out
 
 

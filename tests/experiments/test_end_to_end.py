@@ -110,7 +110,39 @@ def test_fig2_end_to_end(fig2_workdir, scan_root, models_dir):
     nets = results["networks"]
     assert [(n["seed"], n["member"]) for n in nets] == [(s, m) for s in (0, 1) for m in (0, 1, 100)]
     assert {n["epochs"] for n in nets} == {PRESETS["tiny"].methods.optim["max_epochs"]}
-    assert (fig2_workdir / f"fig2_{combo}_test_1200K.png").stat().st_size > 1000
+    assert (fig2_workdir / "seeds" / "seed0" / f"fig2_{combo}_test_1200K.png").stat().st_size > 1000
+    assert f"](seeds/seed0/fig2_{combo}_test_1200K.png)" in section
+
+
+def test_fig2_seeds_run_as_separate_jobs(fig2_workdir, scan_root, models_dir, tmp_path_factory):
+    """Seeds run one by one into one workdir aggregate to the results of one run of both; a
+    rerun reuses the stored pieces; a piece of another configuration is refused."""
+    from experiments.common.pieces import PieceMismatchError
+    from experiments.fig2_uncertainty.__main__ import main
+
+    workdir = tmp_path_factory.mktemp("fig2_jobs")
+    main(_args(scan_root, workdir, models_dir, ("1",)))
+    main(_args(scan_root, workdir, models_dir, ("0",)))
+    joint = json.loads((fig2_workdir / "results.json").read_text())
+    jobs = json.loads((workdir / "results.json").read_text())
+    for key in ("per_seed", "aggregate", "claims"):
+        assert jobs[key] == joint[key], key
+
+    def uncached(nets):  # the second workdir loaded the networks the first one trained
+        return [{k: v for k, v in n.items() if k != "cached"} for n in nets]
+
+    assert uncached(jobs["networks"]) == uncached(joint["networks"])
+    assert [p["seed"] for p in jobs["provenance"]["pieces"]] == [0, 1]
+    assert jobs["provenance"]["seeds"] == [0, 1]
+    piece = workdir / "seeds" / "seed1" / "piece.json"
+    before = piece.stat().st_mtime_ns
+    main(_args(scan_root, workdir, models_dir, ("0", "1")))
+    assert piece.stat().st_mtime_ns == before
+    stored = json.loads(piece.read_text())
+    stored["identity"]["config"]["max_test_frames"] += 1
+    piece.write_text(json.dumps(stored))
+    with pytest.raises(PieceMismatchError, match="seed1.*config"):
+        main(_args(scan_root, workdir, models_dir, ("0",)))
 
 
 def test_fig3_end_to_end(fig2_workdir, scan_root, models_dir, tmp_path_factory):
