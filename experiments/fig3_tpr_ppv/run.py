@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.common.networks import networks_from_info
+from experiments.common.pieces import combined_provenance, identity, run_seeds
 from experiments.common.pipeline import (
     LABELS,
     METHODS,
@@ -22,7 +23,7 @@ from experiments.common.pipeline import (
     hardware_note,
 )
 from experiments.common.plots import tpr_ppv_maps
-from experiments.common.provenance import begin_run, provenance
+from experiments.common.provenance import begin_run
 from experiments.fig2_uncertainty.analysis import TEMPERATURE_TESTS
 from experiments.fig2_uncertainty.run import PRESETS, UQConfig, _config_dict, train_and_predict
 from experiments.fig3_tpr_ppv.analysis import map_distance, map_summary, rate_map
@@ -55,16 +56,14 @@ def run(
     the networks behind the predictions and the run's provenance."""
     workdir, models_dir = Path(workdir), Path(models_dir) / data
     begun = begin_run()
-    start = time.perf_counter()
     sources = check_source(data, root, ["train_300K", "train_mixedT", *TEMPERATURE_TESTS])
-    per_seed: dict = {}
-    networks: list[dict] = []
-    figures = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", StandInWarning)
-        for combo in config.combos:
-            per_seed[combo.name] = {}
-            for seed in seeds:
+    expected = identity("fig3_tpr_ppv", {**_config_dict(config), "level": LEVEL}, data, sources)
+
+    def compute(seed: int, folder: Path) -> dict:
+        body: dict = {"per_seed": {}, "networks": [], "figures": []}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StandInWarning)
+            for combo in config.combos:
                 preds, info = train_and_predict(
                     config,
                     combo,
@@ -74,10 +73,10 @@ def run(
                     cache_dir=Path(predictions_dir),
                     verbose=verbose,
                 )
-                networks += networks_from_info(
+                body["networks"] += networks_from_info(
                     info, seed=seed, stage=combo.name, models_dir=models_dir / combo.name
                 )
-                per_seed[combo.name][seed] = {}
+                body["per_seed"][combo.name] = {}
                 for test, by_method in preds.items():
                     maps = {m: rate_map(p.u, p.eps) for m, p in by_method.items()}
                     entry = {m: map_summary(maps[m], LEVEL) for m in maps}
@@ -85,29 +84,40 @@ def run(
                         f"{a}-{b}": map_distance(maps[a], maps[b])
                         for a, b in itertools.combinations(METHODS, 2)
                     }
-                    per_seed[combo.name][seed][test] = entry
-                    if seed == seeds[0]:
-                        panels = {
-                            LABELS[m]: (p.eps, p.u, "NLL" if m == "gmm" else "σ (eV/Å)")
-                            for m, p in by_method.items()
-                        }
-                        path = workdir / f"fig3_{combo.name}_{test}.png"
-                        tpr_ppv_maps(panels, path, title=f"{combo.name}, {test}, seed {seed}")
-                        figures.append((f"{combo.name}, {test} (seed {seed})", path.name))
+                    body["per_seed"][combo.name][test] = entry
+                    panels = {
+                        LABELS[m]: (p.eps, p.u, "NLL" if m == "gmm" else "σ (eV/Å)")
+                        for m, p in by_method.items()
+                    }
+                    path = folder / f"fig3_{combo.name}_{test}.png"
+                    tpr_ppv_maps(panels, path, title=f"{combo.name}, {test}, seed {seed}")
+                    body["figures"].append(
+                        [
+                            f"{combo.name}, {test} (seed {seed})",
+                            path.relative_to(workdir).as_posix(),
+                        ]
+                    )
+        return body
+
+    pieces = run_seeds(
+        workdir, seeds, expected, compute, preset=preset, data_files=sources, log=_log
+    )
+    done = list(pieces)
+    per_seed = {c.name: {s: pieces[s]["per_seed"][c.name] for s in done} for c in config.combos}
+    prov = combined_provenance(begun, pieces, preset=preset, data_source=data, data_files=sources)
+    figures = pieces[done[0]]["figures"]
     results = {
         "config": _config_dict(config),
         "data": data,
-        "seeds": list(seeds),
+        "seeds": done,
         "level": LEVEL,
         "per_seed": per_seed,
         "aggregate": {c: aggregate_seeds(list(per_seed[c].values())) for c in per_seed},
         "claims": {c: claims(per_seed[c]) for c in per_seed},
-        "networks": networks,
+        "networks": [n for s in done for n in pieces[s]["networks"]],
         "hardware": hardware_note(),
-        "wall_time_s": time.perf_counter() - start,
-        "provenance": provenance(
-            begun, preset=preset, seeds=seeds, data_source=data, data_files=sources
-        ),
+        "wall_time_s": prov["wall_s"],
+        "provenance": prov,
     }
     atomic_write_json(workdir / "results.json", results)
     atomic_write_text(workdir / "section.md", report(results, figures))

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.common.networks import networks_from_info
+from experiments.common.pieces import combined_provenance, identity, run_seeds
 from experiments.common.pipeline import (
     LABELS,
     METHODS,
@@ -32,7 +33,7 @@ from experiments.common.pipeline import (
     training_summary,
 )
 from experiments.common.plots import landscapes
-from experiments.common.provenance import begin_run, provenance
+from experiments.common.provenance import begin_run
 from experiments.fig2_uncertainty.run import CPU_METHODS, TINY_METHODS, Combo
 from experiments.fig4_landscapes.analysis import compare_landscapes, landscape_values
 from nequip_jax._io import atomic_write_json, atomic_write_text
@@ -113,7 +114,6 @@ def run(
     trained networks and the run's provenance."""
     workdir, models_dir = Path(workdir), Path(models_dir) / data
     begun = begin_run()
-    start = time.perf_counter()
     combo = config.combo
     scans = [scan_split(b) for b in config.betas]
     sources = check_source(data, root, ["train_300K", *scans])
@@ -121,11 +121,10 @@ def run(
     missing = [s for s, fr in frames.items() if any("forces" not in a.calc.results for a in fr)]
     if missing:
         raise ValueError(f"{missing}: scans need reference energies and forces (xTB twin).")
-    per_seed: dict = {}
-    training: dict = {}
-    networks: list[dict] = []
-    figures = []
-    for seed in seeds:
+    config_dict = json.loads(json.dumps(dataclasses.asdict(config)))
+    expected = identity("fig4_landscapes", config_dict, data, sources)
+
+    def compute(seed: int, folder: Path) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", StandInWarning)
             split = paper_split(
@@ -139,9 +138,14 @@ def run(
             models_dir=models_dir / combo.name,
             verbose=verbose,
         )
-        training[seed] = training_summary(trained.info)
-        networks += networks_from_info(trained.info, seed=seed, models_dir=models_dir / combo.name)
-        per_seed[seed] = {}
+        body: dict = {
+            "per_seed": {},
+            "training": training_summary(trained.info),
+            "networks": networks_from_info(
+                trained.info, seed=seed, models_dir=models_dir / combo.name
+            ),
+            "figures": [],
+        }
         for scan, scan_frames in frames.items():
             preds = predict_methods(
                 trained,
@@ -149,27 +153,32 @@ def run(
                 cache=workdir / "predictions" / f"seed{seed}" / f"{scan}.npz",
             )
             values = landscape_values(preds)
-            per_seed[seed][scan] = compare_landscapes(values)
-            per_seed[seed][scan]["eps_bar"] = {
-                m: float(np.sqrt(np.mean(p.eps**2))) for m, p in preds.items()
-            }
-            if seed == seeds[0]:
-                figures.append(_figure(values, scan_frames, scan, seed, workdir))
+            entry = compare_landscapes(values)
+            entry["eps_bar"] = {m: float(np.sqrt(np.mean(p.eps**2))) for m, p in preds.items()}
+            body["per_seed"][scan] = entry
+            body["figures"].append(_figure(values, scan_frames, scan, seed, folder, workdir))
+        return body
+
+    pieces = run_seeds(
+        workdir, seeds, expected, compute, preset=preset, data_files=sources, log=_log
+    )
+    done = list(pieces)
+    per_seed = {s: pieces[s]["per_seed"] for s in done}
+    prov = combined_provenance(begun, pieces, preset=preset, data_source=data, data_files=sources)
+    figures = pieces[done[0]]["figures"]
     results = {
-        "config": json.loads(json.dumps(dataclasses.asdict(config))),
+        "config": config_dict,
         "data": data,
-        "seeds": list(seeds),
+        "seeds": done,
         "n_structures": {s: len(fr) for s, fr in frames.items()},
         "per_seed": per_seed,
         "aggregate": aggregate_seeds(list(per_seed.values())),
         "claims": claims(per_seed, config.resemble),
-        "training": training,
-        "networks": networks,
+        "training": {s: pieces[s]["training"] for s in done},
+        "networks": [n for s in done for n in pieces[s]["networks"]],
         "hardware": hardware_note(),
-        "wall_time_s": time.perf_counter() - start,
-        "provenance": provenance(
-            begun, preset=preset, seeds=seeds, data_source=data, data_files=sources
-        ),
+        "wall_time_s": prov["wall_s"],
+        "provenance": prov,
     }
     atomic_write_json(workdir / "results.json", results)
     atomic_write_text(workdir / "section.md", report(results, figures, config))
@@ -177,13 +186,13 @@ def run(
     return results
 
 
-def _figure(values, frames, scan: str, seed: int, workdir: Path) -> tuple[str, str]:
+def _figure(values, frames, scan: str, seed: int, folder: Path, workdir: Path) -> list[str]:
     dihedrals = np.array([a.info["dihedrals"] for a in frames], np.float64)
     top = {f"U {LABELS[m]}": values[f"U:{m}"] for m in METHODS}
     top["energy std (traditional)"] = values["Estd:traditional"]
     bottom = {f"E {LABELS[m]}": 1000 * values[f"E:{m}"] for m in METHODS}
     bottom["E reference"] = 1000 * values["E:reference"]
-    path = workdir / f"fig4_{scan}.png"
+    path = folder / f"fig4_{scan}.png"
     landscapes(
         [("normalised uncertainty (Eq. 11)", top), ("E − E_min (meV)", bottom)],
         dihedrals[:, 0],
@@ -191,7 +200,7 @@ def _figure(values, frames, scan: str, seed: int, workdir: Path) -> tuple[str, s
         path,
         title=f"{scan}, seed {seed}",
     )
-    return f"{scan} (seed {seed})", path.name
+    return [f"{scan} (seed {seed})", path.relative_to(workdir).as_posix()]
 
 
 def _claim_row(per_seed: dict, scan: str, claim: str, pairs: list[str], resemble: float) -> dict:

@@ -184,7 +184,7 @@ def test_fig4_end_to_end(scan_root, models_dir, tmp_path_factory):
     pair = results["per_seed"]["1"]["dih_beta150"]["U:gmm vs E:reference"]
     assert pair["spearman"] == pytest.approx(stats.spearmanr(nll_sum, e_ref).statistic)
     assert pair["pearson"] == pytest.approx(stats.pearsonr(nll_sum, e_ref).statistic)
-    assert (workdir / "fig4_dih_beta120.png").is_file()
+    assert (workdir / "seeds" / "seed0" / "fig4_dih_beta120.png").is_file()
 
 
 def test_fig5_end_to_end(scan_root, models_dir, tmp_path_factory):
