@@ -110,16 +110,33 @@ def networks_cell(networks: Sequence[Mapping] | None) -> str:
     return text
 
 
-def commit_cell(provenance: Mapping | None) -> str:
-    """The first 10 hex digits of the commit (``"+ uncommitted changes"`` when dirty),
-    ``"unknown"`` without git, :data:`NO_PROVENANCE` without a provenance object."""
-    if provenance is None:
-        return NO_PROVENANCE
-    commit = provenance.get("commit") or {}
+def _short_commit(commit: Mapping | None) -> str:
+    commit = commit or {}
     sha = str(commit.get("sha", "unknown"))
     if sha == "unknown":
         return "unknown"
     return sha[:10] + (" + uncommitted changes" if commit.get("dirty") else "")
+
+
+def commit_cell(provenance: Mapping | None) -> str:
+    """The first 10 hex digits of the commit (``"+ uncommitted changes"`` when dirty),
+    ``"unknown"`` without git, :data:`NO_PROVENANCE` without a provenance object. An aggregate
+    of per-seed pieces names the commit of each piece's job: ``"abc (seed 0), def (seeds 1, 2)"``
+    (one commit without seeds when all pieces share it)."""
+    if provenance is None:
+        return NO_PROVENANCE
+    pieces = provenance.get("pieces")
+    if not pieces:
+        return _short_commit(provenance.get("commit"))
+    seeds_of: dict[str, list[int]] = {}
+    for piece in pieces:
+        seeds_of.setdefault(_short_commit(piece.get("commit")), []).append(int(piece["seed"]))
+    if len(seeds_of) == 1:
+        return next(iter(seeds_of))
+    return ", ".join(
+        f"{c} (seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))})"
+        for c, s in seeds_of.items()
+    )
 
 
 def wall_cell(seconds: float | None) -> str:
@@ -177,14 +194,24 @@ def machine_note(results: Mapping) -> str:
         return f"{hardware} ({NO_PROVENANCE})"
     m = provenance.get("machine") or {}
 
-    def load(key):
+    def describe(m: Mapping) -> str:
+        return (
+            f"{m.get('platform', '?')} ({m.get('device_kind', '?')}), {m.get('cpu_model', '?')}, "
+            f"{m.get('cores', '?')} cores, jax {m.get('jax_version', '?')}, 1-min load average "
+            f"{load(m, 'load_average_start')} at the start, "
+            f"{load(m, 'load_average_end')} at the end"
+        )
+
+    def load(m, key):
         value = m.get(key)
         return "?" if not value else f"{float(value[0]):.1f}"
 
-    return (
-        f"{m.get('platform', '?')} ({m.get('device_kind', '?')}), {m.get('cpu_model', '?')}, "
-        f"{m.get('cores', '?')} cores, jax {m.get('jax_version', '?')}, 1-min load average "
-        f"{load('load_average_start')} at the start, {load('load_average_end')} at the end"
+    pieces = provenance.get("pieces")
+    if not pieces:
+        return describe(m)
+    return "; ".join(
+        f"seed {p['seed']} ({wall_cell(p.get('wall_s'))}): {describe(p.get('machine') or {})}"
+        for p in pieces
     )
 
 

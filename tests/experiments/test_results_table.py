@@ -86,6 +86,25 @@ def test_networks_cell(networks, expected):
             {"commit": {"sha": "0123456789abcdef", "dirty": True}},
             "0123456789 + uncommitted changes",
         ),
+        # An aggregate of per-seed pieces: each piece's commit, not the aggregating run's.
+        (
+            {
+                "commit": {"sha": "ffffffffffffffff", "dirty": False},
+                "pieces": [
+                    {"seed": 0, "commit": {"sha": "aaaaaaaaaaaa", "dirty": False}},
+                    {"seed": 1, "commit": {"sha": "bbbbbbbbbbbb", "dirty": True}},
+                    {"seed": 2, "commit": {"sha": "bbbbbbbbbbbb", "dirty": True}},
+                ],
+            },
+            "aaaaaaaaaa (seed 0), bbbbbbbbbb + uncommitted changes (seeds 1, 2)",
+        ),
+        (
+            {
+                "commit": {"sha": "ffffffffffffffff", "dirty": False},
+                "pieces": [{"seed": s, "commit": {"sha": "aaaaaaaaaaaa"}} for s in (3, 4)],
+            },
+            "aaaaaaaaaa",
+        ),
     ],
 )
 def test_commit_cell(provenance, expected):
@@ -150,6 +169,12 @@ def test_run_cells_prefer_the_provenance():
     assert machine_note(new) == (
         "cpu (cpu), Test CPU, 2 cores, jax 0.0.1, 1-min load average 1.0 at the start, "
         "4.0 at the end"
+    )
+    piece = {"seed": 1, "wall_s": 600.0, "machine": PROVENANCE["machine"]}
+    pieced = {**new, "provenance": {**PROVENANCE, "pieces": [piece]}}
+    assert machine_note(pieced) == (
+        "seed 1 (10.0 min): cpu (cpu), Test CPU, 2 cores, jax 0.0.1, 1-min load average 1.0 at "
+        "the start, 4.0 at the end"
     )
 
 
