@@ -25,8 +25,8 @@ def _parser() -> argparse.ArgumentParser:
         "--source",
         type=Path,
         default=None,
-        help="folder with the DFT 3BPA xyz files (default: $NEQUIP_JAX_DATA[/3bpa] or "
-        "<repo>/../shared/data/3bpa)",
+        help="folder with the DFT 3BPA xyz files (default: $NEQUIP_JAX_DATA/3bpa or "
+        "$NEQUIP_JAX_DATA)",
     )
     p.add_argument(
         "--splits",
