@@ -183,8 +183,10 @@ def combined_provenance(
     data_files: Mapping,
 ) -> dict:
     """The provenance of an aggregate: this run's commit, machine and data, the seeds of all
-    ``pieces``, ``wall_s`` = the pieces' wall times plus this run's, and ``pieces``: per seed its
-    commit, wall time and machine (each piece was computed by its own job)."""
+    ``pieces``, ``wall_s`` = the pieces' wall times plus the aggregation's (``begun``: taken
+    once the pieces are done, so a piece computed by this run is counted once), and
+    ``pieces``: per seed its commit, wall time and machine (each piece was computed by its own
+    job)."""
     out = provenance(
         begun, preset=preset, seeds=sorted(pieces), data_source=data_source, data_files=data_files
     )

@@ -21,7 +21,7 @@ import numpy as np
 
 from nequip_jax.md._integrators import baoab, init_state, velocity_verlet
 from nequip_jax.md._loop import make_loop
-from nequip_jax.md._neighbours import build_neighbours, capacity_for
+from nequip_jax.md._neighbours import build_neighbours, capacity_for, check_cell
 from nequip_jax.md._system import MDSystem, make_system, system_functions
 from nequip_jax.model import model_jit
 
@@ -156,7 +156,9 @@ def run_md(
     capacity: int | None = None,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> MDResult:
-    """Molecular dynamics of ``atoms`` (a molecule) with ``model`` on the device.
+    """Molecular dynamics of ``atoms`` (a molecule, or a cell periodic in all three directions
+    whose perpendicular widths exceed ``2 (r_max + skin)``) with ``model`` on the device.
+    Positions are not wrapped into the cell (the neighbour list takes the minimum image).
 
     Args:
         model: a :class:`~nequip_jax.model.Potential` (uncertainty: GMM NLL when a mixture is
@@ -189,12 +191,9 @@ def run_md(
         raise ValueError("Langevin dynamics needs temperature_K.")
     if n_steps < 0 or replicas < 1 or dt_fs <= 0:
         raise ValueError(f"n_steps={n_steps}, replicas={replicas}, dt_fs={dt_fs}: out of range.")
-    if atoms.pbc.any():
-        raise ValueError(
-            "on-device MD handles molecules (no periodic cell) for now; use "
-            "nequip_jax.calculator.NequIPCalculator with ASE for periodic systems."
-        )
-    system: MDSystem = make_system(model, atoms.numbers, skin=skin)
+    periodic = bool(np.any(atoms.pbc))
+    system: MDSystem = make_system(model, atoms.numbers, skin=skin, periodic=periodic)
+    cell = check_cell(atoms.cell.array, atoms.pbc, system.cutoff)
     dtype = system.dtype
     masses = np.asarray(atoms.get_masses(), np.float64)
     key_v, key_noise = jax.random.split(jax.random.key(seed))
@@ -203,9 +202,16 @@ def run_md(
     else:
         v0 = np.repeat(atoms.get_velocities()[None], replicas, axis=0)
     x0 = np.repeat(atoms.positions[None], replicas, axis=0)
+    cells = None if cell is None else jnp.asarray(np.repeat(cell[None], replicas, 0), dtype)
     if capacity is None:
-        count = int(build_neighbours(jnp.asarray(atoms.positions, dtype), system.cutoff, 1).count)
-        capacity = capacity_for(count)
+        first = build_neighbours(
+            jnp.asarray(atoms.positions, dtype),
+            system.cutoff,
+            1,
+            0,
+            None if cell is None else jnp.asarray(cell, dtype),
+        )
+        capacity = capacity_for(int(first.count))
     kT = None if ensemble == "nve" else ase.units.kB * float(temperature_K)
     run_piece, start_state = _programs(
         system.key,
@@ -220,14 +226,16 @@ def run_md(
     )
     run_piece = functools.partial(run_piece, system.params)
     start_state = functools.partial(start_state, system.params)
-    build = jax.jit(jax.vmap(build_neighbours, in_axes=(0, None, None, 0)), static_argnums=(1, 2))
+    build = jax.jit(
+        jax.vmap(build_neighbours, in_axes=(0, None, None, 0, 0)), static_argnums=(1, 2)
+    )
 
     began = time.perf_counter()
     x = jnp.asarray(x0, dtype)
-    nbrs = build(x, system.cutoff, capacity, jnp.zeros((replicas,), jnp.int32))
+    nbrs = build(x, system.cutoff, capacity, jnp.zeros((replicas,), jnp.int32), cells)
     if bool(np.asarray(nbrs.overflow).any()):  # a given capacity too small for the start
         capacity = capacity_for(int(np.asarray(nbrs.count).max()))
-        nbrs = build(x, system.cutoff, capacity, jnp.zeros((replicas,), jnp.int32))
+        nbrs = build(x, system.cutoff, capacity, jnp.zeros((replicas,), jnp.int32), cells)
     state = start_state(x, jnp.asarray(v0, dtype), nbrs)
     keys = jax.random.split(key_noise, replicas)
     done = np.zeros(replicas, np.int64)
@@ -260,10 +268,11 @@ def run_md(
                 )
         if np.asarray(result.overflow).any():
             # Grow the list for every replica at its current positions and go on.
-            counts = np.asarray(build(state.positions, system.cutoff, 1, state.aux.builds).count)
+            aux = state.aux
+            counts = np.asarray(build(state.positions, system.cutoff, 1, aux.builds, cells).count)
             capacity = max(capacity_for(int(counts.max())), capacity + 64)
             state = state._replace(
-                aux=build(state.positions, system.cutoff, capacity, state.aux.builds)
+                aux=build(state.positions, system.cutoff, capacity, aux.builds, cells)
             )
             capacities += 1
         if progress is not None:
@@ -311,7 +320,10 @@ def _to_atoms(template: ase.Atoms, masses: np.ndarray, pieces: list) -> list[ase
     for records in pieces:
         for k in range(len(records.step)):
             atoms = ase.Atoms(
-                numbers=template.numbers, positions=np.asarray(records.positions[k], np.float64)
+                numbers=template.numbers,
+                positions=np.asarray(records.positions[k], np.float64),
+                cell=template.cell,
+                pbc=template.pbc,
             )
             atoms.set_momenta(masses[:, None] * np.asarray(records.velocities[k], np.float64))
             atoms.arrays["uncertainty"] = np.asarray(records.uncertainty[k], np.float64)

@@ -1,5 +1,6 @@
-"""A trained model as a jittable potential of positions for one fixed system (species fixed),
-with the on-device neighbour list and a per-atom uncertainty.
+"""A trained model as a jittable potential of positions for one fixed system (species fixed,
+a molecule or a fixed periodic cell), with the on-device neighbour list and a per-atom
+uncertainty.
 
 ``uncertainty``: the GMM negative log-likelihood of the atom's final scalar features (Zhu et
 al. 2023, Eq. (8)) for a :class:`~nequip_jax.model.Potential` with a mixture, the ensemble
@@ -39,12 +40,14 @@ class MDSystem:
             (``evaluate = partial(evaluate_with, params)``), for programs compiled once per
             configuration and reused for new weights.
         params: ``(params, gmm params | None, radial | None)`` of the model.
-        key: hashable identity of ``evaluate_with`` (configuration, method, species, skin).
+        key: hashable identity of ``evaluate_with`` (configuration, method, species, skin,
+            periodic).
         r_max: the model cutoff (Å); the list is built with ``r_max + skin``.
         skin: Verlet skin (Å).
         dtype: the model's float dtype.
         uncertainty: ``"gmm_nll"``, ``"ensemble_sigma"`` or ``"none"``.
         n_atoms: atoms of the system.
+        periodic: the neighbour list is built with the minimum image of the list's ``cell``.
     """
 
     evaluate: object
@@ -57,14 +60,22 @@ class MDSystem:
     dtype: object
     uncertainty: str
     n_atoms: int
+    periodic: bool = False
 
     @property
     def cutoff(self) -> float:
         return self.r_max + self.skin
 
-    def neighbours(self, positions, capacity: int) -> Neighbours:
-        """A first list at ``positions`` with ``capacity`` edge slots."""
-        return build_neighbours(jnp.asarray(positions, self.dtype), self.cutoff, capacity)
+    def neighbours(self, positions, capacity: int, cell=None) -> Neighbours:
+        """A first list at ``positions`` with ``capacity`` edge slots (``cell`` [3, 3]: the
+        periodic cell, required for a periodic system)."""
+        if self.periodic == (cell is None):
+            raise ValueError(
+                f"this system is {'periodic' if self.periodic else 'a molecule'}: pass "
+                f"{'its cell' if self.periodic else 'no cell'}."
+            )
+        cell = None if cell is None else jnp.asarray(cell, self.dtype)
+        return build_neighbours(jnp.asarray(positions, self.dtype), self.cutoff, capacity, 0, cell)
 
 
 def _species_indices(species: Sequence[int], numbers) -> np.ndarray:
@@ -78,9 +89,12 @@ def _species_indices(species: Sequence[int], numbers) -> np.ndarray:
     return np.array([known[int(z)] for z in numbers], np.int32)
 
 
-def make_system(model, numbers: Sequence[int], *, skin: float = 0.5) -> MDSystem:
+def make_system(
+    model, numbers: Sequence[int], *, skin: float = 0.5, periodic: bool = False
+) -> MDSystem:
     """Bind ``model`` (a :class:`Potential` or a one-group :class:`Ensemble`) to a system of
-    atomic numbers ``numbers`` [n].
+    atomic numbers ``numbers`` [n]; ``periodic``: a cell periodic in all three directions (the
+    cell itself travels with the neighbour list, see :meth:`MDSystem.neighbours`).
 
     Raises:
         ValueError: an element the model does not know, a negative skin, or an ensemble of
@@ -114,26 +128,31 @@ def make_system(model, numbers: Sequence[int], *, skin: float = 0.5) -> MDSystem
         None if mixture is None else jax.tree.map(lambda x: jnp.asarray(x, dtype), mixture),
         radial,
     )
-    evaluate_with, energy_with = system_functions(config, method, species_idx, float(skin))
+    key = (config, method, species_idx, float(skin), bool(periodic))
+    evaluate_with, energy_with = system_functions(*key)
     return MDSystem(
         evaluate=functools.partial(evaluate_with, model_params),
         energy=functools.partial(energy_with, model_params),
         evaluate_with=evaluate_with,
         params=model_params,
-        key=(config, method, species_idx, float(skin)),
+        key=key,
         r_max=float(config.r_max),
         skin=float(skin),
         dtype=dtype,
         uncertainty=method,
         n_atoms=len(species_idx),
+        periodic=bool(periodic),
     )
 
 
 @functools.lru_cache(maxsize=32)
-def system_functions(config, method: str, species_idx: tuple[int, ...], skin: float):
+def system_functions(
+    config, method: str, species_idx: tuple[int, ...], skin: float, periodic: bool = False
+):
     """``(evaluate_with, energy_with)`` of a model configuration and system, taking the model's
     parameters ``(params, gmm params | None, radial | None)`` as their first argument: one pair
-    (and so one compiled MD program) per configuration, system and skin, whatever the weights.
+    (and so one compiled MD program) per configuration, system, skin and periodicity, whatever
+    the weights (and, for a periodic system, whatever the cell).
     """
     dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
     species_idx = np.asarray(species_idx, np.int32)
@@ -142,7 +161,7 @@ def system_functions(config, method: str, species_idx: tuple[int, ...], skin: fl
     cutoff = float(config.r_max) + float(skin)
 
     def total(p, pos, nbrs, r=None):
-        vectors = pos[nbrs.senders] - pos[nbrs.receivers]
+        vectors = pos[nbrs.senders] - pos[nbrs.receivers] + nbrs.shifts
         node_mask = jnp.ones((n,), bool)
         node_energy, features = module.apply(
             p,
@@ -177,7 +196,13 @@ def system_functions(config, method: str, species_idx: tuple[int, ...], skin: fl
         positions = positions.astype(dtype)
         nbrs = jax.lax.cond(
             needs_rebuild(positions, nbrs, skin),
-            lambda: build_neighbours(positions, cutoff, nbrs.senders.shape[0], nbrs.builds),
+            lambda: build_neighbours(
+                positions,
+                cutoff,
+                nbrs.senders.shape[0],
+                nbrs.builds,
+                nbrs.cell if periodic else None,
+            ),
             lambda: nbrs,
         )
         if method == "ensemble_sigma":

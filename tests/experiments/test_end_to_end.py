@@ -134,6 +134,9 @@ def test_fig2_seeds_run_as_separate_jobs(fig2_workdir, scan_root, models_dir, tm
     assert uncached(jobs["networks"]) == uncached(joint["networks"])
     assert [p["seed"] for p in jobs["provenance"]["pieces"]] == [0, 1]
     assert jobs["provenance"]["seeds"] == [0, 1]
+    for prov in (joint["provenance"], jobs["provenance"]):  # each piece's time counted once
+        pieces_s = sum(p["wall_s"] for p in prov["pieces"])
+        assert pieces_s <= prov["wall_s"] < pieces_s + 10.0
     piece = workdir / "seeds" / "seed1" / "piece.json"
     before = piece.stat().st_mtime_ns
     main(_args(scan_root, workdir, models_dir, ("0", "1")))
