@@ -60,9 +60,13 @@ def test_bad_input_is_refused(potential64, ensemble64, frames_300K):
         make_system(potential64, numbers)
     with pytest.raises(ValueError, match="temperature_K"):
         run_md(potential64, atoms, n_steps=1, ensemble="langevin")
-    atoms.pbc = True
     atoms.cell = [20.0, 20.0, 20.0]
-    with pytest.raises(ValueError, match="periodic"):
+    atoms.pbc = [True, True, False]
+    with pytest.raises(ValueError, match="slabs"):
+        run_md(potential64, atoms, n_steps=1)
+    atoms.pbc = True
+    atoms.cell = [20.0, 20.0, 8.9]  # 8.9 Å < 2 (r_max + skin) = 9 Å
+    with pytest.raises(ValueError, match=r"repeat the cell"):
         run_md(potential64, atoms, n_steps=1)
 
 
