@@ -167,7 +167,9 @@ def run_seeds(
             ),
         }
         atomic_write_json(folder / "piece.json", piece)
-        pieces[int(seed)] = json.loads(json.dumps(piece))
+        # What a later run reads back (sorted keys included), so the aggregate is the same
+        # whether a piece was computed now or stored.
+        pieces[int(seed)] = json.loads((folder / "piece.json").read_text())
     others = sorted(set(pieces) - set(seeds))
     if others:
         log(f"seeds {others}: stored pieces of earlier runs aggregated too")

@@ -259,7 +259,11 @@ def run(
     )
     done = list(pieces)
     names = [c.name for c in config.combos]
-    per_seed = {c: {s: pieces[s]["per_seed"][c] for s in done} for c in names}
+    # Test sets in their temperature order (a stored piece's JSON keys are sorted).
+    per_seed = {
+        c.name: {s: {t: pieces[s]["per_seed"][c.name][t] for t in test_sets(c)} for s in done}
+        for c in config.combos
+    }
     # The aggregate's own clock starts after the pieces (their wall times are added).
     prov = combined_provenance(
         begin_run(), pieces, preset=preset, data_source=data, data_files=sources
@@ -308,7 +312,7 @@ def claims(per_seed: dict, combo: Combo) -> list[dict]:
     """
     seeds = list(per_seed)
     rows = []
-    tests = list(per_seed[seeds[0]])
+    tests = [t for t in test_sets(combo) if t in per_seed[seeds[0]]]
     main_test = tests[-1]
 
     def row(claim, measured, flags):

@@ -112,6 +112,11 @@ def test_fig2_end_to_end(fig2_workdir, scan_root, models_dir):
     assert {n["epochs"] for n in nets} == {PRESETS["tiny"].methods.optim["max_epochs"]}
     assert (fig2_workdir / "seeds" / "seed0" / f"fig2_{combo}_test_1200K.png").stat().st_size > 1000
     assert f"](seeds/seed0/fig2_{combo}_test_1200K.png)" in section
+    # The per-test claims in temperature order; the others on the hottest set (the stored
+    # pieces' JSON keys are sorted, the claims must not depend on that order).
+    heads = [c["claim"].split(":")[0] for c in results["claims"][combo]]
+    assert heads[:3] == ["test_300K", "test_600K", "test_1200K"]
+    assert heads[3] == heads[-1] == "test_1200K"
 
 
 def test_fig2_seeds_run_as_separate_jobs(fig2_workdir, scan_root, models_dir, tmp_path_factory):
@@ -171,6 +176,7 @@ def test_fig3_end_to_end(fig2_workdir, scan_root, models_dir, tmp_path_factory):
     got = results["per_seed"]["300K_n12_f4"]["1"]["test_1200K"]["traditional"]["tpr_area"]
     assert got == pytest.approx(hits / 2500)
     assert len(results["claims"]["300K_n12_f4"]) == 4
+    assert all(c["claim"].startswith("test_1200K:") for c in results["claims"]["300K_n12_f4"])
 
 
 def test_fig4_end_to_end(scan_root, models_dir, tmp_path_factory):
