@@ -203,15 +203,6 @@ def run_md(
         v0 = np.repeat(atoms.get_velocities()[None], replicas, axis=0)
     x0 = np.repeat(atoms.positions[None], replicas, axis=0)
     cells = None if cell is None else jnp.asarray(np.repeat(cell[None], replicas, 0), dtype)
-    if capacity is None:
-        first = build_neighbours(
-            jnp.asarray(atoms.positions, dtype),
-            system.cutoff,
-            1,
-            0,
-            None if cell is None else jnp.asarray(cell, dtype),
-        )
-        capacity = capacity_for(int(first.count))
     kT = None if ensemble == "nve" else ase.units.kB * float(temperature_K)
     run_piece, start_state = _programs(
         system.key,
@@ -232,6 +223,10 @@ def run_md(
 
     began = time.perf_counter()
     x = jnp.asarray(x0, dtype)
+    if capacity is None:
+        first = None if cells is None else cells[:1]
+        count = build(x[:1], system.cutoff, 1, jnp.zeros((1,), jnp.int32), first).count
+        capacity = capacity_for(int(count[0]))
     nbrs = build(x, system.cutoff, capacity, jnp.zeros((replicas,), jnp.int32), cells)
     if bool(np.asarray(nbrs.overflow).any()):  # a given capacity too small for the start
         capacity = capacity_for(int(np.asarray(nbrs.count).max()))
