@@ -1,7 +1,7 @@
 """Per-seed pieces of a multi-seed experiment: each seed is computed once, kept, and aggregated.
 
 A converged reproduction takes hours per seed, more than one job (or one cluster allocation)
-may get. So every seed of Figs. 2–4 is a *piece*: ``<workdir>/seeds/seed<k>/piece.json`` (and
+may get. So every seed of Figs. 2–5 is a *piece*: ``<workdir>/seeds/seed<k>/piece.json`` (and
 the seed's figures in the same folder) holds everything the experiment's summary needs from that
 seed — its metrics, the records of its networks and its own ``provenance``. A run computes the
 requested seeds that have no piece yet, then aggregates *every* piece in the folder, so seeds

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from experiments.common.networks import networks_from_info
+from experiments.common.pieces import combined_provenance, identity, run_seeds
 from experiments.common.pipeline import (
     KEY_TAGS,
     LABELS,
@@ -36,7 +37,7 @@ from experiments.common.pipeline import (
     train_methods,
 )
 from experiments.common.plots import error_distributions
-from experiments.common.provenance import begin_run, provenance
+from experiments.common.provenance import begin_run
 from experiments.fig2_uncertainty.run import CPU_METHODS, TINY_METHODS
 from experiments.fig4_landscapes.run import scan_split
 from experiments.fig5_active_learning.analysis import (
@@ -156,21 +157,23 @@ def run(
     preset: str | None = None,
     verbose: bool = False,
 ) -> dict:
-    """One active-learning round per seed, Table I over seeds; writes results, figures, report."""
+    """One active-learning round per seed, Table I over seeds; writes results, figures, report.
+
+    Each seed is a piece (:mod:`experiments.common.pieces`, ``workdir/seeds/seed<k>``, with that
+    seed's figures): seeds with a stored piece of the same configuration and data are not
+    recomputed, and Table I aggregates every stored piece, so seeds may run as separate jobs
+    into one workdir.
+    """
     workdir, models_dir = Path(workdir), Path(models_dir) / data
-    begun = begin_run()
-    start = time.perf_counter()
     scans = [scan_split(b) for b in config.betas]
     sources = check_source(data, root, ["train_300K", *scans])
+    expected = identity("fig5_active_learning", _config_dict(config), data, sources)
     scan_frames = {s: subsample(load_3bpa(s, root), config.max_scan_frames) for s in scans}
     mc = config.methods.with_model(num_features=config.num_features)
     n_add = config.n_add or config.n_train
     folder = models_dir / f"300K_n{config.n_train}_f{config.num_features}"  # shared with Fig. 2/4
-    per_seed: dict = {}
-    networks: list[dict] = []
-    figures = []
-    for seed in seeds:
-        t_seed = time.perf_counter()
+
+    def compute(seed: int, piece: Path) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", StandInWarning)
             split = paper_split("300K", config.n_train, key=member_keys(seed, 0)[0], root=root)
@@ -179,7 +182,7 @@ def run(
         initial = train_methods(
             mc, seed=seed, data=(split.train, split.val), models_dir=folder, verbose=verbose
         )
-        networks += networks_from_info(initial.info, seed=seed, stage="initial", models_dir=folder)
+        networks = networks_from_info(initial.info, seed=seed, stage="initial", models_dir=folder)
         cache = workdir / "predictions" / f"seed{seed}"
         pool_pred = predict_methods(initial, pool, cache=cache / "pool.npz")
         chosen = {m: select_active(pool_pred[m], n_add) for m in METHODS}
@@ -203,7 +206,7 @@ def run(
                 trained[scheme].info, seed=seed, stage=stage, models_dir=folder
             )
         errors: dict = {"initial": {}, "active": {}, "random": {}}
-        eps_keep: dict = {}
+        figures = []
         for scan, frames in scan_frames.items():
             pred = {
                 "initial": predict_methods(initial, frames, cache=cache / f"initial_{scan}.npz"),
@@ -219,8 +222,15 @@ def run(
             }
             for scheme in errors:
                 errors[scheme][scan] = {m: table_metrics(pred[scheme][m].eps) for m in METHODS}
-            eps_keep[scan] = {m: {s: pred[s][m].eps for s in ("active", "random")} for m in METHODS}
-        per_seed[seed] = {
+            path = piece / f"fig5_{scan}.png"
+            error_distributions(
+                {LABELS[m]: {s: pred[s][m].eps for s in ("active", "random")} for m in METHODS},
+                path,
+                title=f"{scan}, seed {seed}: after one round (active vs random)",
+            )
+            figures.append([f"{scan} (seed {seed})", path.relative_to(workdir).as_posix()])
+        return {
+            "n_pool": len(pool),
             "errors": errors,
             "selection": {
                 "indices": {k: v.tolist() for k, v in chosen.items()},
@@ -238,48 +248,61 @@ def run(
                 "initial": _seconds(initial.info),
                 **{k: _seconds(t.info) for k, t in trained.items()},
             },
-            "wall_time_s": time.perf_counter() - t_seed,
+            "networks": networks,
+            "figures": figures,
         }
-        if seed == seeds[0]:
-            for scan, by_method in eps_keep.items():
-                path = workdir / f"fig5_{scan}.png"
-                error_distributions(
-                    {LABELS[m]: curves for m, curves in by_method.items()},
-                    path,
-                    title=f"{scan}, seed {seed}: after one round (active vs random)",
-                )
-                figures.append((f"{scan} (seed {seed})", path.name))
+
+    pieces = run_seeds(
+        workdir, seeds, expected, compute, preset=preset, data_files=sources, log=_log
+    )
+    done = list(pieces)
+    per_seed = {
+        s: {
+            "errors": pieces[s]["errors"],
+            "selection": pieces[s]["selection"],
+            "training_s": pieces[s]["training_s"],
+            "wall_time_s": pieces[s]["provenance"]["wall_s"],
+        }
+        for s in done
+    }
     table = {
         scan: {
             m: improvement_table(
-                [per_seed[s]["errors"]["random"][scan][m] for s in seeds],
-                [per_seed[s]["errors"]["active"][scan][m] for s in seeds],
+                [per_seed[s]["errors"]["random"][scan][m] for s in done],
+                [per_seed[s]["errors"]["active"][scan][m] for s in done],
             )
             for m in METHODS
         }
         for scan in scans
     }
     _add_paper_numbers(table)
+    # The aggregate's own clock starts after the pieces (their wall times are added).
+    prov = combined_provenance(
+        begin_run(), pieces, preset=preset, data_source=data, data_files=sources
+    )
+    n_pool = sorted({pieces[s]["n_pool"] for s in done})
     results = {
-        "config": json.loads(json.dumps(dataclasses.asdict(config))),
+        "config": _config_dict(config),
         "data": data,
-        "seeds": list(seeds),
-        "n_pool": len(pool),
+        "seeds": done,
+        "n_pool": n_pool[0] if len(n_pool) == 1 else n_pool,
         "n_add": n_add,
         "n_scan_structures": {s: len(f) for s, f in scan_frames.items()},
         "per_seed": per_seed,
         "table_I": table,
-        "networks": networks,
+        "networks": [n for s in done for n in pieces[s]["networks"]],
         "hardware": hardware_note(),
-        "wall_time_s": time.perf_counter() - start,
-        "provenance": provenance(
-            begun, preset=preset, seeds=seeds, data_source=data, data_files=sources
-        ),
+        "wall_time_s": prov["wall_s"],
+        "provenance": prov,
     }
     atomic_write_json(workdir / "results.json", results)
-    atomic_write_text(workdir / "section.md", report(results, figures))
-    _log(f"wrote {workdir / 'section.md'} ({results['wall_time_s'] / 60:.1f} min)")
+    atomic_write_text(workdir / "section.md", report(results, pieces[done[0]]["figures"]))
+    _log(f"wrote {workdir / 'section.md'} (seeds {done}, {results['wall_time_s'] / 60:.1f} min)")
     return results
+
+
+def _config_dict(config: ALConfig) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 def _add_paper_numbers(table: dict) -> None:

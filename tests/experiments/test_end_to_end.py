@@ -238,6 +238,23 @@ def test_fig5_end_to_end(scan_root, models_dir, tmp_path_factory):
         "active diverse": 2,
         "random": 3,
     }
+    section = (workdir / "section.md").read_text()
+    assert "](seeds/seed0/fig5_dih_beta180.png)" in section
+    assert (workdir / "seeds" / "seed0" / "fig5_dih_beta180.png").stat().st_size > 1000
+    # A second job adds seed 1; Table I pairs both seeds, seed 0's piece is reused as stored.
+    piece = workdir / "seeds" / "seed0" / "piece.json"
+    before = piece.stat().st_mtime_ns
+    main(_args(scan_root, workdir, models_dir, ("1",)))
+    both = json.loads((workdir / "results.json").read_text())
+    assert piece.stat().st_mtime_ns == before
+    assert both["seeds"] == [0, 1] and both["per_seed"]["0"] == results["per_seed"]["0"]
+    diffs = [
+        both["per_seed"][s]["errors"]["random"]["dih_beta180"]["gmm"]["eps_bar"]
+        - both["per_seed"][s]["errors"]["active"]["dih_beta180"]["gmm"]["eps_bar"]
+        for s in ("0", "1")
+    ]
+    assert both["table_I"]["dih_beta180"]["gmm"]["eps_bar"]["abs"] == pytest.approx(diffs)
+    assert [p["seed"] for p in both["provenance"]["pieces"]] == [0, 1]
 
 
 def test_cost_end_to_end(scan_root, tmp_path_factory):
