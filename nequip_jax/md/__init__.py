@@ -6,7 +6,14 @@ per-atom uncertainty, NVE (velocity Verlet) and Langevin (BAOAB) integrators in
 (:func:`make_system`, :func:`make_loop`, the integrators) compose inside a user's own jit.
 """
 
-from nequip_jax.md._integrators import MDState, baoab, init_state, kinetic_energy, velocity_verlet
+from nequip_jax.md._integrators import (
+    MDState,
+    baoab,
+    init_state,
+    kinetic_energy,
+    remove_com,
+    velocity_verlet,
+)
 from nequip_jax.md._jax_md import JaxMDFunctions, jax_md_functions
 from nequip_jax.md._loop import ChunkResult, Records, make_loop
 from nequip_jax.md._neighbours import (
@@ -36,6 +43,7 @@ __all__ = [
     "make_loop",
     "make_system",
     "needs_rebuild",
+    "remove_com",
     "run_md",
     "velocity_verlet",
 ]

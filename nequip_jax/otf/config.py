@@ -15,9 +15,10 @@ import yaml
 
 from nequip_jax.train.config import apply_overrides
 
-__all__ = ["OTFConfig", "PRESETS", "load_otf_config", "TRIGGERS"]
+__all__ = ["OTFConfig", "PRESETS", "load_otf_config", "TRIGGERS", "MD_BACKENDS"]
 
 TRIGGERS = ("gmm", "ensemble", "random")
+MD_BACKENDS = ("device", "ase")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +37,12 @@ class OTFConfig:
             the cache folder); ``"files"`` — use the labels in the files (only with a
             ``data_root`` of 3BPA@xTB: never mix DFT and xTB labels).
         oracle: keyword arguments of :class:`nequip_jax.oracle.XTBOracle`.
+        md: where the MD runs (:mod:`nequip_jax.otf.dynamics`): ``"device"`` (BAOAB Langevin
+            in segments on the device, stopping only where the loop has work) or ``"ase"``
+            (ASE's Langevin through the calculator, one host round trip per step).
         temperature_K: Langevin temperature (K).
         timestep_fs: MD time step (fs).
-        friction_per_fs: Langevin friction (1/fs).
+        friction_per_fs: Langevin friction (1/fs); 0 gives NVE (velocity Verlet).
         n_steps: MD steps of the run.
         skin: Verlet skin of the calculator's neighbour lists (Å).
         threshold_percentile: the trigger fires when the max per-atom uncertainty of a frame
@@ -74,6 +78,7 @@ class OTFConfig:
     data_root: str | None = None
     labels: str = "oracle"
     oracle: dict = dataclasses.field(default_factory=dict)
+    md: str = "device"
     temperature_K: float = 600.0
     timestep_fs: float = 1.0
     friction_per_fs: float = 0.02
@@ -104,6 +109,8 @@ class OTFConfig:
         problems = []
         if self.trigger not in TRIGGERS:
             problems.append(f"trigger={self.trigger!r} must be one of {TRIGGERS}")
+        if self.md not in MD_BACKENDS:
+            problems.append(f"md={self.md!r} must be one of {MD_BACKENDS}")
         if self.labels not in ("oracle", "files"):
             problems.append(f"labels={self.labels!r} must be 'oracle' or 'files'")
         if self.labels == "files" and self.data_root is None:

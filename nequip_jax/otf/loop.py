@@ -45,12 +45,12 @@ from nequip_jax.oracle import (
 )
 from nequip_jax.otf.config import OTFConfig
 from nequip_jax.otf.data import read_xyz, write_xyz
+from nequip_jax.otf.dynamics import SEGMENT_STEPS, make_driver
 from nequip_jax.otf.finetune import FineTuner
 from nequip_jax.otf.session import (
     Session,
     broken_reason,
     evaluate_session,
-    langevin,
     md_atoms,
     new_state,
     restart_md,
@@ -171,9 +171,28 @@ def run_otf(
     return summary
 
 
+def _next_stop(state, c: OTFConfig, random_steps: list[int], stop_at_step) -> int:
+    """The first step after ``state.step`` that the loop must see whatever the dynamics do:
+    a true-error sample, a checkpoint, a random-baseline call, the end or the requested stop."""
+    step = state.step
+    candidates = [c.n_steps]
+    for every in (c.error_every, c.checkpoint_every):
+        if every:
+            candidates.append((step // every + 1) * every)
+    if c.trigger == "random":
+        candidates += [s for s in random_steps if s > step][:1]
+    if stop_at_step is not None:
+        candidates.append(max(stop_at_step, step + 1))
+    return min(candidates)
+
+
 def _md_loop(run: Session, state, log: EventLog, surrogate: Surrogate, stop_at_step) -> None:
     """Langevin steps from ``state.step`` to ``n_steps`` (or the stop): trigger, label, refit,
-    checkpoint; at the end the final evaluation. Updates ``state`` in place."""
+    checkpoint; at the end the final evaluation. Updates ``state`` in place.
+
+    The driver (:mod:`nequip_jax.otf.dynamics`) advances to the next step with work: every
+    step for the ASE path, the next event for the device path; the step is then handled the
+    same way for both."""
     c = run.config
     train_atoms = read_xyz(run.workdir / state.train_file)
     tuner = FineTuner(
@@ -188,10 +207,8 @@ def _md_loop(run: Session, state, log: EventLog, surrogate: Surrogate, stop_at_s
     rng = np.random.Generator(np.random.PCG64())
     rng.bit_generator.state = state.rng_state
     atoms = md_atoms(state, c)
-    calc = surrogate.calculator(c.skin)
-    atoms.calc = calc
-    dyn = langevin(atoms, c, rng)
-    random_steps = set(state.random_steps)
+    driver = make_driver(surrogate, atoms, c, rng=rng, key=run.keys["md"], step=state.step)
+    random_steps = sorted(state.random_steps)
     budget = c.random_calls if c.trigger == "random" else c.max_oracle_calls
     stopped = False
 
@@ -201,29 +218,41 @@ def _md_loop(run: Session, state, log: EventLog, surrogate: Surrogate, stop_at_s
         ):
             stopped = True
             break
+        may_fire = (
+            c.trigger != "random"
+            and surrogate.has_uncertainty
+            and state.n_oracle_calls < budget
+            and state.threshold is not None
+        )
         t0 = time.perf_counter()
-        dyn.step()
-        state.step += 1
+        frame = driver.advance(
+            state.step,
+            # One device call at most, so that the wall-clock limit is checked between calls.
+            until=min(_next_stop(state, c, random_steps, stop_at_step), state.step + SEGMENT_STEPS),
+            threshold=float(state.threshold) if may_fire else float("inf"),
+            fire_from=state.last_call_step + c.min_steps_between_calls,
+        )
+        state.step = step = frame.step
         state.timers["md"] += time.perf_counter() - t0
-        step = state.step
-        results = calc.results
-        u = results.get("uncertainty")
+        u = frame.uncertainty
         score = float(np.max(u)) if u is not None else None
-        forces = results["forces"]
-        if c.trace_every and step % c.trace_every == 0:
-            log.write(
-                "trace",
-                step=step,
-                score=score,
-                threshold=state.threshold,
-                energy=float(results["energy"]),
-                temperature_K=float(atoms.get_temperature()),
-            )
+        forces = frame.forces
+        if c.trace_every:
+            for point in frame.trace:
+                if point.step % c.trace_every == 0:
+                    log.write(
+                        "trace",
+                        step=point.step,
+                        score=point.score,
+                        threshold=state.threshold,
+                        energy=point.energy,
+                        temperature_K=point.temperature_K,
+                    )
         reason = broken_reason(
             atoms.positions, forces, c.broken_min_distance, c.broken_max_neighbour_distance
         )
         if c.trigger == "random":
-            fire = step in random_steps
+            fire = step in state.random_steps
         else:
             fire = (
                 score > state.threshold
@@ -233,10 +262,10 @@ def _md_loop(run: Session, state, log: EventLog, surrogate: Surrogate, stop_at_s
         diagnostic = bool(c.error_every) and step % c.error_every == 0
         labels = None
         if reason is None and (fire or diagnostic):
-            frame = bare_copy(atoms)
+            frame_atoms = bare_copy(atoms)
             t0 = time.perf_counter()
             try:
-                labels = run.oracle.label([frame])
+                labels = run.oracle.label([frame_atoms])
             except OracleError as err:
                 reason = f"the oracle failed: {err}"
             state.timers["oracle" if fire else "diagnostic"] += time.perf_counter() - t0
@@ -254,9 +283,7 @@ def _md_loop(run: Session, state, log: EventLog, surrogate: Surrogate, stop_at_s
                 "eps_max": float(eps.max()),
                 "eps_mean": float(eps.mean()),
                 "eps_rms": float(np.sqrt(np.mean(eps**2))),
-                "energy_error_per_atom": float(
-                    (results["energy"] - labels.energies[0]) / len(atoms)
-                ),
+                "energy_error_per_atom": float((frame.energy - labels.energies[0]) / len(atoms)),
                 "oracle_s": oracle_s,
                 "eps": eps.round(5).tolist(),
                 "uncertainty": None if u is None else np.asarray(u).round(5).tolist(),
@@ -269,7 +296,7 @@ def _md_loop(run: Session, state, log: EventLog, surrogate: Surrogate, stop_at_s
                 state.last_call_step = step
                 log.write("oracle", n_oracle_calls=state.n_oracle_calls, **sample)
                 train_atoms, surrogate = _learn(
-                    run, state, log, surrogate, tuner, train_atoms, frame, labels, score
+                    run, state, log, surrogate, tuner, train_atoms, frame_atoms, labels, score
                 )
         checkpoint = (
             fire
@@ -277,12 +304,10 @@ def _md_loop(run: Session, state, log: EventLog, surrogate: Surrogate, stop_at_s
             or (bool(c.checkpoint_every) and step % c.checkpoint_every == 0)
         )
         if checkpoint:
-            # A fresh calculator (and neighbour list) and Langevin integrator at every
-            # checkpoint: what a run resumed from this checkpoint starts with.
+            # A fresh neighbour list and integrator at every checkpoint: what a run resumed
+            # from this checkpoint starts with.
             run.checkpoint(state, atoms, log, rng)
-            calc = surrogate.calculator(c.skin)
-            atoms.calc = calc
-            dyn = langevin(atoms, c, rng)
+            driver.restart(surrogate, step=step)
 
     if not stopped:
         evaluate_session(run, surrogate, state, log, "final")
