@@ -8,6 +8,7 @@ errors (equal to ``nequip_jax.evaluate``), state and log persistence, configurat
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -24,6 +25,7 @@ from nequip_jax.otf import (
     OTFState,
     Surrogate,
     broken_reason,
+    dynamics,
     evaluate_errors,
     fit_gmm_padded,
     grow_budget,
@@ -94,10 +96,11 @@ def _broken_cases(frame):
         (clash, np.zeros_like(ok), "apart"),
         (flown, np.zeros_like(ok), "atom 5 has no neighbour"),
         (ok, np.full_like(ok, np.nan), "non-finite"),
+        (ok * np.nan, np.zeros_like(ok), "non-finite"),
     ]
 
 
-@pytest.mark.parametrize("case", range(4))
+@pytest.mark.parametrize("case", range(5))
 def test_broken_reason(frames_300K, case):
     positions, forces, expected = _broken_cases(frames_300K[0])[case]
     reason = broken_reason(positions, forces, 0.6, 3.0)
@@ -105,6 +108,9 @@ def test_broken_reason(frames_300K, case):
         assert reason is None
     else:
         assert expected in reason
+    # The device MD driver's test (inside its segment loop) agrees with the host's.
+    device = bool(dynamics._broken(jnp.asarray(positions), jnp.asarray(forces), 0.6, 3.0))
+    assert device == (reason is not None)
 
 
 # --------------------------------------------------------------------------------- GMM
