@@ -16,19 +16,37 @@ SHA-256 of every data file it read — equals the current run's; a piece of anot
 or other data is an error naming the folder (delete it to recompute, or use another workdir),
 never silently mixed in or overwritten. Pieces are written atomically, so an interrupted job
 leaves either a complete piece or none.
+
+A piece that takes longer than one job is split into *stages* (:class:`Stages`): each stage
+(e.g. one training round of Fig. 5) stores its JSON results and arrays in
+``<piece folder>/stages/`` as soon as it finishes, and a later job that computes the same seed
+reuses every stored stage, so at most one stage's work is lost to an interruption. The stages
+folder is removed once the piece is written; the piece records every stage's wall time and
+commit, and its ``provenance.wall_s`` includes the stages computed by earlier jobs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from experiments.common.provenance import RunStart, begin_run, data_record, provenance
-from nequip_jax._io import atomic_write_json
+import numpy as np
+
+from experiments.common.provenance import (
+    RunStart,
+    begin_run,
+    data_record,
+    load_average,
+    provenance,
+)
+from nequip_jax._io import atomic_write_bytes, atomic_write_json
 
 __all__ = [
     "FORMAT",
@@ -37,6 +55,7 @@ __all__ = [
     "identity",
     "load_pieces",
     "run_seeds",
+    "Stages",
     "combined_provenance",
 ]
 
@@ -154,19 +173,18 @@ def run_seeds(
         folder = piece_dir(workdir, seed)
         folder.mkdir(parents=True, exist_ok=True)
         body = dict(compute(int(seed), folder))
-        piece = {
-            "seed": int(seed),
-            "identity": dict(expected),
-            **body,
-            "provenance": provenance(
-                begun,
-                preset=preset,
-                seeds=[seed],
-                data_source=expected["data"]["source"],
-                data_files=data_files,
-            ),
-        }
+        record = provenance(
+            begun,
+            preset=preset,
+            seeds=[seed],
+            data_source=expected["data"]["source"],
+            data_files=data_files,
+        )
+        # Stages stored by earlier jobs are part of this piece's cost.
+        record["wall_s"] += sum(s["wall_s"] for s in body.get("stages", []) if s["reused"])
+        piece = {"seed": int(seed), "identity": dict(expected), **body, "provenance": record}
         atomic_write_json(folder / "piece.json", piece)
+        shutil.rmtree(folder / Stages.FOLDER, ignore_errors=True)
         # What a later run reads back (sorted keys included), so the aggregate is the same
         # whether a piece was computed now or stored.
         pieces[int(seed)] = json.loads((folder / "piece.json").read_text())
@@ -174,6 +192,92 @@ def run_seeds(
     if others:
         log(f"seeds {others}: stored pieces of earlier runs aggregated too")
     return dict(sorted(pieces.items()))
+
+
+class Stages:
+    """The resumable stages of one piece (see the module docstring).
+
+    ``stages.run(name, inputs, compute)`` returns ``compute()``'s ``(body, arrays)`` — a
+    JSON-compatible dict and a dict of numpy arrays — and stores both in
+    ``<piece folder>/stages/<name>.json`` and ``.npz``; when that stage is already stored for the
+    same piece identity, seed and ``inputs`` (a JSON-compatible description of what the stage
+    depends on beyond the identity, e.g. fingerprints of its training data), the stored results
+    are returned without calling ``compute``. ``records`` lists, per stage run, its name, wall
+    time, commit and whether it was reused; return it as the piece body's ``"stages"``.
+
+    Raises:
+        PieceMismatchError: a stored stage belongs to another identity, seed or inputs, or its
+            arrays do not match their recorded checksum (names the folder and the remedy).
+    """
+
+    FOLDER = "stages"
+
+    def __init__(self, piece: str | os.PathLike, expected: Mapping, seed: int):
+        self.folder = Path(piece) / self.FOLDER
+        self._identity = json.loads(json.dumps(dict(expected)))
+        self._seed = int(seed)
+        self.records: list[dict] = []
+
+    def run(
+        self,
+        name: str,
+        inputs: Mapping,
+        compute: Callable[[], tuple[Mapping, Mapping[str, np.ndarray]]],
+    ) -> tuple[dict, dict[str, np.ndarray]]:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(f"stage name {name!r}: use letters, digits, '_', '.' or '-'.")
+        key = {
+            "identity": self._identity,
+            "seed": self._seed,
+            "stage": name,
+            "inputs": json.loads(json.dumps(dict(inputs))),
+        }
+        meta, arrays_path = self.folder / f"{name}.json", self.folder / f"{name}.npz"
+        remedy = f"delete {self.folder} to recompute the stages of seed {self._seed}"
+        if meta.is_file():
+            stored = json.loads(meta.read_text())
+            if stored.get("key") != key:
+                raise PieceMismatchError(
+                    f"{meta} was computed for other settings, data or inputs than this run; "
+                    f"{remedy}."
+                )
+            raw = arrays_path.read_bytes() if arrays_path.is_file() else b""
+            if hashlib.sha256(raw).hexdigest() != stored["arrays_sha256"]:
+                raise PieceMismatchError(
+                    f"{arrays_path} is missing or does not match the checksum in {meta}; {remedy}."
+                )
+            with np.load(io.BytesIO(raw)) as saved:
+                arrays = {k: saved[k] for k in saved.files}
+            self.records.append({**stored["record"], "reused": True})
+            return stored["body"], arrays
+        begun = begin_run()
+        body, arrays = compute()
+        body = json.loads(json.dumps(dict(body)))
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        raw = buffer.getvalue()
+        record = {
+            "stage": name,
+            "wall_s": time.perf_counter() - begun.clock,
+            "commit": dict(begun.commit),
+            "load_average_start": begun.load,
+            "load_average_end": load_average(),
+        }
+        # The arrays first, the JSON (with their checksum) last: a stage counts as stored only
+        # once both are complete.
+        atomic_write_bytes(arrays_path, raw)
+        atomic_write_json(
+            meta,
+            {
+                "key": key,
+                "body": body,
+                "record": record,
+                "arrays_sha256": hashlib.sha256(raw).hexdigest(),
+            },
+        )
+        self.records.append({**record, "reused": False})
+        return body, arrays
 
 
 def combined_provenance(

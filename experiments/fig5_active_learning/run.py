@@ -23,13 +23,14 @@ import jax
 import numpy as np
 
 from experiments.common.networks import networks_from_info
-from experiments.common.pieces import combined_provenance, identity, run_seeds
+from experiments.common.pieces import Stages, combined_provenance, identity, run_seeds
 from experiments.common.pipeline import (
     KEY_TAGS,
     LABELS,
     METHODS,
     MethodsConfig,
     check_source,
+    fingerprint,
     format_mean_sd,
     hardware_note,
     predict_methods,
@@ -162,7 +163,9 @@ def run(
     Each seed is a piece (:mod:`experiments.common.pieces`, ``workdir/seeds/seed<k>``, with that
     seed's figures): seeds with a stored piece of the same configuration and data are not
     recomputed, and Table I aggregates every stored piece, so seeds may run as separate jobs
-    into one workdir.
+    into one workdir. Within a seed each training round (initial; retraining per active set and
+    on the random set) is a stage (:class:`experiments.common.pieces.Stages`), so an
+    interrupted seed resumes after its last finished round.
     """
     workdir, models_dir = Path(workdir), Path(models_dir) / data
     scans = [scan_split(b) for b in config.betas]
@@ -173,58 +176,98 @@ def run(
     n_add = config.n_add or config.n_train
     folder = models_dir / f"300K_n{config.n_train}_f{config.num_features}"  # shared with Fig. 2/4
 
+    def scan_eps(trained, cache: Path, name: str) -> dict[str, np.ndarray]:
+        """Per-atom ε of every method of ``trained`` on every scan, as ``"<scan>|<method>"``."""
+        return {
+            f"{scan}|{m}": p.eps
+            for scan, frames in scan_frames.items()
+            for m, p in predict_methods(trained, frames, cache=cache / f"{name}_{scan}.npz").items()
+        }
+
     def compute(seed: int, piece: Path) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", StandInWarning)
             split = paper_split("300K", config.n_train, key=member_keys(seed, 0)[0], root=root)
         pool = subsample(split.pool, config.max_pool)
-        _log(f"seed {seed}: initial training on {len(split.train)} + {len(split.val)}")
-        initial = train_methods(
-            mc, seed=seed, data=(split.train, split.val), models_dir=folder, verbose=verbose
-        )
-        networks = networks_from_info(initial.info, seed=seed, stage="initial", models_dir=folder)
+        # Each training round is a stage of the seed's piece: a run interrupted after a round
+        # resumes from the stored round (its networks, selection and scan errors).
+        stages = Stages(piece, expected, seed)
+        val = fingerprint(split.val)
         cache = workdir / "predictions" / f"seed{seed}"
-        pool_pred = predict_methods(initial, pool, cache=cache / "pool.npz")
-        chosen = {m: select_active(pool_pred[m], n_add) for m in METHODS}
+
+        def initial_stage():
+            _log(f"seed {seed}: initial training on {len(split.train)} + {len(split.val)}")
+            initial = train_methods(
+                mc, seed=seed, data=(split.train, split.val), models_dir=folder, verbose=verbose
+            )
+            pool_pred = predict_methods(initial, pool, cache=cache / "pool.npz")
+            body = {
+                "networks": networks_from_info(
+                    initial.info, seed=seed, stage="initial", models_dir=folder
+                ),
+                "training_s": _seconds(initial.info),
+                "chosen": {m: select_active(pool_pred[m], n_add).tolist() for m in METHODS},
+            }
+            return body, scan_eps(initial, cache, "initial")
+
+        inputs = {"train": fingerprint(split.train), "val": val, "pool": fingerprint(pool)}
+        first, eps = stages.run("initial", inputs, initial_stage)
+        networks = list(first["networks"])
+        training_s = {"initial": first["training_s"]}
+        chosen = {m: np.asarray(first["chosen"][m], np.int64) for m in METHODS}
         key = jax.random.fold_in(jax.random.key(seed), KEY_TAGS["random_selection"])
         chosen["random"] = select_random(len(pool), n_add, key=key)
         pool_energy = np.array([a.get_potential_energy() for a in pool])
-        trained = {}
+        retrained_eps = {}
         for scheme, idx in chosen.items():
             methods = METHODS if scheme == "random" else (scheme,)
-            _log(f"seed {seed}: retraining {methods} on the {scheme} set")
-            trained[scheme] = train_methods(
-                mc,
-                seed=seed,
-                data=(split.train + [pool[i] for i in idx], split.val),
-                models_dir=folder,
-                methods=methods,
-                verbose=verbose,
-            )
             stage = "random" if scheme == "random" else f"active {scheme}"
-            networks += networks_from_info(
-                trained[scheme].info, seed=seed, stage=stage, models_dir=folder
-            )
+            train = split.train + [pool[i] for i in idx]
+
+            def retrain_stage(methods=methods, stage=stage, train=train, scheme=scheme):
+                _log(f"seed {seed}: retraining {methods} on the {stage} set")
+                trained = train_methods(
+                    mc,
+                    seed=seed,
+                    data=(train, split.val),
+                    models_dir=folder,
+                    methods=methods,
+                    verbose=verbose,
+                )
+                body = {
+                    "networks": networks_from_info(
+                        trained.info, seed=seed, stage=stage, models_dir=folder
+                    ),
+                    "training_s": _seconds(trained.info),
+                }
+                tag = "random" if scheme == "random" else f"active_{scheme}"
+                return body, scan_eps(trained, cache, tag)
+
+            name = f"retrain_{scheme}"
+            inputs = {"train": fingerprint(train), "val": val, "methods": list(methods)}
+            body, retrained_eps[scheme] = stages.run(name, inputs, retrain_stage)
+            networks += body["networks"]
+            training_s[scheme] = body["training_s"]
+
+        def scheme_eps(scheme: str, scan: str, m: str) -> np.ndarray:
+            if scheme == "initial":
+                return eps[f"{scan}|{m}"]
+            source = "random" if scheme == "random" else m
+            return retrained_eps[source][f"{scan}|{m}"]
+
         errors: dict = {"initial": {}, "active": {}, "random": {}}
         figures = []
-        for scan, frames in scan_frames.items():
-            pred = {
-                "initial": predict_methods(initial, frames, cache=cache / f"initial_{scan}.npz"),
-                "random": predict_methods(
-                    trained["random"], frames, cache=cache / f"random_{scan}.npz"
-                ),
-                "active": {
-                    m: predict_methods(trained[m], frames, cache=cache / f"active_{m}_{scan}.npz")[
-                        m
-                    ]
-                    for m in METHODS
-                },
-            }
+        for scan in scan_frames:
             for scheme in errors:
-                errors[scheme][scan] = {m: table_metrics(pred[scheme][m].eps) for m in METHODS}
+                errors[scheme][scan] = {
+                    m: table_metrics(scheme_eps(scheme, scan, m)) for m in METHODS
+                }
             path = piece / f"fig5_{scan}.png"
             error_distributions(
-                {LABELS[m]: {s: pred[s][m].eps for s in ("active", "random")} for m in METHODS},
+                {
+                    LABELS[m]: {s: scheme_eps(s, scan, m) for s in ("active", "random")}
+                    for m in METHODS
+                },
                 path,
                 title=f"{scan}, seed {seed}: after one round (active vs random)",
             )
@@ -244,12 +287,10 @@ def run(
                     k: float(pool_energy[v].mean() - pool_energy.mean()) for k, v in chosen.items()
                 },
             },
-            "training_s": {
-                "initial": _seconds(initial.info),
-                **{k: _seconds(t.info) for k, t in trained.items()},
-            },
+            "training_s": training_s,
             "networks": networks,
             "figures": figures,
+            "stages": stages.records,
         }
 
     pieces = run_seeds(

@@ -238,6 +238,14 @@ def test_fig5_end_to_end(scan_root, models_dir, tmp_path_factory):
         "active diverse": 2,
         "random": 3,
     }
+    # The seed's training rounds were its stages; their folder goes once the piece is stored.
+    stored = json.loads((workdir / "seeds" / "seed0" / "piece.json").read_text())
+    assert [(s["stage"], s["reused"]) for s in stored["stages"]] == [
+        (name, False)
+        for name in ("initial", "retrain_gmm", "retrain_traditional", "retrain_diverse")
+        + ("retrain_random",)
+    ]
+    assert not (workdir / "seeds" / "seed0" / "stages").exists()
     section = (workdir / "section.md").read_text()
     assert "](seeds/seed0/fig5_dih_beta180.png)" in section
     assert (workdir / "seeds" / "seed0" / "fig5_dih_beta180.png").stat().st_size > 1000
