@@ -4,7 +4,9 @@ float64 is requested per test through the ``x64`` fixture and never enabled glob
 default float32 behaviour is what the rest of the suite sees.
 """
 
+import contextlib
 import os
+import types
 import warnings
 
 # The suite checks numbers, not speed: XLA's CPU backend compiles without LLVM optimisation, which
@@ -61,6 +63,32 @@ TINY_MODEL = {
 def tiny_model():
     """Hyperparameters of a tiny NequIP (fast on a CPU), as a dictionary."""
     return dict(TINY_MODEL)
+
+
+#: The event JAX records once per program it lowers (a jit cache miss: a new trace to compile).
+LOWERING_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
+
+
+@pytest.fixture
+def lowerings():
+    """``with lowerings() as counted: ...``; ``counted.n`` is the number of programs JAX lowered
+    inside the block (counted by JAX's own monitoring events, not by the code under test)."""
+
+    @contextlib.contextmanager
+    def count():
+        counted = types.SimpleNamespace(n=0)
+
+        def listener(event, duration, **kwargs):
+            if event == LOWERING_EVENT:
+                counted.n += 1
+
+        jax.monitoring.register_event_duration_secs_listener(listener)
+        try:
+            yield counted
+        finally:
+            jax.monitoring.unregister_event_duration_listener(listener)
+
+    return count
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ def make_loop(
     *,
     n_steps: int,
     record_every: int = 1,
-    stop_uncertainty: float | None = None,
+    stop_uncertainty: float | jax.Array | None = None,
     overflow_of: Callable[[Any], jax.Array] = lambda aux: getattr(aux, "overflow", False),
 ) -> Callable[[MDState, jax.Array], ChunkResult]:
     """``loop(state, key, max_steps) -> ChunkResult`` running up to ``min(n_steps,
@@ -88,13 +88,13 @@ def make_loop(
         record_every: a frame is recorded after every ``record_every``-th step of the run
             (global step count, so pieces of a run record the same frames as the whole).
         stop_uncertainty: stop at the first step whose largest per-atom uncertainty exceeds
-            this (``None``: never).
+            this (``None``: never); a float or a traced scalar (one program, any threshold).
         overflow_of: reads the overflow flag from the state's ``aux``.
     """
     if n_steps < 1 or record_every < 1:
         raise ValueError(f"n_steps={n_steps} and record_every={record_every} must be >= 1.")
     n_records = -(-n_steps // record_every)
-    threshold = jnp.inf if stop_uncertainty is None else float(stop_uncertainty)
+    threshold = jnp.inf if stop_uncertainty is None else stop_uncertainty
 
     def loop(state: MDState, key: jax.Array, max_steps: jax.Array | int = n_steps) -> ChunkResult:
         limit = jnp.minimum(jnp.asarray(max_steps, jnp.int32), n_steps)

@@ -92,29 +92,29 @@ def _maxwell_boltzmann(key, masses: np.ndarray, temperature_K: float, replicas: 
 
 
 @functools.lru_cache(maxsize=16)
-def _programs(
-    system_key, masses, ensemble, dt, kT, friction, chunk, record_every, stop_uncertainty
-):
-    """Jitted ``(model params, states, keys, max_steps) -> ChunkResult`` over vmapped replicas
-    and ``(model params, x, v, neighbours) -> states``, cached per system and integrator
-    settings: a second run (or a retrained model of the same configuration) compiles nothing
-    new in this process."""
+def _programs(system_key, ensemble: str, chunk: int, record_every: int):
+    """Jitted ``(model params, masses, settings, states, keys, max_steps) -> ChunkResult`` over
+    vmapped replicas and ``(model params, x, v, neighbours) -> states``, cached per system,
+    ensemble and frame-buffer shape. The masses and ``settings = (dt, kT, friction, stop
+    threshold)`` are traced: other weights, temperatures, time steps, frictions or thresholds
+    reuse the compiled programs in this process."""
     evaluate_with, _ = system_functions(*system_key)
-    dtype = jnp.float64 if system_key[0].dtype == "float64" else jnp.float32
 
-    def piece(model_params, states, keys, max_steps):
-        m = jnp.asarray(masses, dtype)
+    def piece(model_params, masses, settings, states, keys, max_steps):
+        dt, kT, friction, threshold = settings
         evaluate = functools.partial(evaluate_with, model_params)
         if ensemble == "nve":
-            step = functools.partial(velocity_verlet, evaluate, dt=dt, masses=m)
+            step = functools.partial(velocity_verlet, evaluate, dt=dt, masses=masses)
         else:
-            step = functools.partial(baoab, evaluate, dt=dt, masses=m, kT=kT, friction=friction)
+            step = functools.partial(
+                baoab, evaluate, dt=dt, masses=masses, kT=kT, friction=friction
+            )
         loop = make_loop(
             lambda state, key: step(state, key=key),
-            m,
+            masses,
             n_steps=chunk,
             record_every=record_every,
-            stop_uncertainty=stop_uncertainty,
+            stop_uncertainty=threshold,
         )
         return jax.vmap(loop)(states, keys, max_steps)
 
@@ -123,6 +123,10 @@ def _programs(
         return jax.vmap(lambda x, v, n: init_state(evaluate, x, v, n))(x, v, nbrs)
 
     return model_jit(piece), model_jit(start)
+
+
+#: Neighbour lists of replicas ``(positions [R, n, 3], cutoff, capacity, builds [R], cells)``.
+_build = jax.jit(jax.vmap(build_neighbours, in_axes=(0, None, None, 0, 0)), static_argnums=(1, 2))
 
 
 def _with_model_dtype(fn):
@@ -203,34 +207,28 @@ def run_md(
         v0 = np.repeat(atoms.get_velocities()[None], replicas, axis=0)
     x0 = np.repeat(atoms.positions[None], replicas, axis=0)
     cells = None if cell is None else jnp.asarray(np.repeat(cell[None], replicas, 0), dtype)
-    kT = None if ensemble == "nve" else ase.units.kB * float(temperature_K)
+    kT = 0.0 if ensemble == "nve" else ase.units.kB * float(temperature_K)
+    threshold = np.inf if stop_uncertainty is None else float(stop_uncertainty)
+    settings = tuple(
+        jnp.asarray(v, dtype)
+        for v in (dt_fs * ase.units.fs, kT, friction_per_fs / ase.units.fs, threshold)
+    )
     run_piece, start_state = _programs(
-        system.key,
-        tuple(float(x) for x in masses),
-        ensemble,
-        dt_fs * ase.units.fs,
-        kT,
-        friction_per_fs / ase.units.fs,
-        max(1, min(chunk_steps, n_steps)),
-        record_every,
-        stop_uncertainty,
+        system.key, ensemble, max(1, min(chunk_steps, n_steps)), record_every
     )
-    run_piece = functools.partial(run_piece, system.params)
+    run_piece = functools.partial(run_piece, system.params, jnp.asarray(masses, dtype), settings)
     start_state = functools.partial(start_state, system.params)
-    build = jax.jit(
-        jax.vmap(build_neighbours, in_axes=(0, None, None, 0, 0)), static_argnums=(1, 2)
-    )
 
     began = time.perf_counter()
     x = jnp.asarray(x0, dtype)
     if capacity is None:
         first = None if cells is None else cells[:1]
-        count = build(x[:1], system.cutoff, 1, jnp.zeros((1,), jnp.int32), first).count
+        count = _build(x[:1], system.cutoff, 1, jnp.zeros((1,), jnp.int32), first).count
         capacity = capacity_for(int(count[0]))
-    nbrs = build(x, system.cutoff, capacity, jnp.zeros((replicas,), jnp.int32), cells)
+    nbrs = _build(x, system.cutoff, capacity, jnp.zeros((replicas,), jnp.int32), cells)
     if bool(np.asarray(nbrs.overflow).any()):  # a given capacity too small for the start
         capacity = capacity_for(int(np.asarray(nbrs.count).max()))
-        nbrs = build(x, system.cutoff, capacity, jnp.zeros((replicas,), jnp.int32), cells)
+        nbrs = _build(x, system.cutoff, capacity, jnp.zeros((replicas,), jnp.int32), cells)
     state = start_state(x, jnp.asarray(v0, dtype), nbrs)
     keys = jax.random.split(key_noise, replicas)
     done = np.zeros(replicas, np.int64)
@@ -264,10 +262,10 @@ def run_md(
         if np.asarray(result.overflow).any():
             # Grow the list for every replica at its current positions and go on.
             aux = state.aux
-            counts = np.asarray(build(state.positions, system.cutoff, 1, aux.builds, cells).count)
+            counts = np.asarray(_build(state.positions, system.cutoff, 1, aux.builds, cells).count)
             capacity = max(capacity_for(int(counts.max())), capacity + 64)
             state = state._replace(
-                aux=build(state.positions, system.cutoff, capacity, aux.builds, cells)
+                aux=_build(state.positions, system.cutoff, capacity, aux.builds, cells)
             )
             capacities += 1
         if progress is not None:

@@ -277,20 +277,33 @@ def test_nve_follows_ase_velocity_verlet_with_the_calculator(x64, potential64, f
         )
 
 
-def test_new_weights_reuse_the_compiled_program(x64, potential64, frames_300K):
-    # The weights are arguments of the MD program, not constants: a potential of the same
-    # configuration with other weights runs without a new program, and with its own forces.
-    from nequip_jax.md._run import _programs
+def test_new_weights_and_settings_reuse_the_compiled_programs(
+    x64, potential64, frames_300K, lowerings
+):
+    # The weights, masses, time step, temperature, friction and stop threshold are arguments of
+    # the MD programs, not constants: a potential of the same configuration with other weights,
+    # or other integrator settings, runs without lowering any new program, with its own forces.
     from nequip_jax.model import Potential
 
-    kwargs = dict(n_steps=10, dt_fs=0.5, record_every=10, temperature_K=300.0)
-    first = run_md(potential64, frames_300K[0], **kwargs)
+    kwargs = dict(n_steps=10, record_every=10, ensemble="langevin")
+    first = run_md(potential64, frames_300K[0], temperature_K=300.0, **kwargs)
     params = jax.tree.map(np.asarray, potential64.params)
     params["params"]["energy_scale"] = 2.0 * params["params"]["energy_scale"]
     other = Potential(potential64.config, params, potential64.species, gmm=potential64.gmm)
-    misses = _programs.cache_info().misses
-    second = run_md(other, frames_300K[0], **kwargs)
-    assert _programs.cache_info().misses == misses
+    with lowerings() as counted:
+        second = run_md(other, frames_300K[0], temperature_K=300.0, **kwargs)
+        hotter = run_md(
+            potential64,
+            frames_300K[0],
+            temperature_K=600.0,
+            dt_fs=0.25,
+            friction_per_fs=0.05,
+            stop_uncertainty=1e9,
+            **kwargs,
+        )
+    assert counted.n == 0
+    assert hotter.steps.tolist() == [10]
+    assert not np.allclose(first.frames[0][-1].positions, hotter.frames[0][-1].positions)
     x = jnp.asarray(frames_300K[0].positions)
     forces = [
         make_system(p, frames_300K[0].numbers).evaluate(x, build_neighbours(x, 4.5, 1024))[1]
