@@ -122,16 +122,17 @@ def _broken(positions: jax.Array, forces: jax.Array, min_distance: float, max_ne
 
 
 @functools.lru_cache(maxsize=16)
-def _programs(system_key, masses, dt, kT, friction, min_distance, max_neighbour):
-    """Jitted ``segment`` and ``start`` for one system and integrator (compiled once per
-    process; new weights of the same configuration reuse them)."""
+def _programs(system_key):
+    """Jitted ``segment`` and ``start`` for one system (compiled once per process): the weights
+    and ``settings = (masses, dt, kT, friction, broken min distance, broken max neighbour
+    distance)`` are traced, so new weights or other integrator settings reuse them."""
     from nequip_jax.md._system import system_functions
 
     evaluate_with, _ = system_functions(*system_key)
     dtype = jnp.float64 if system_key[0].dtype == "float64" else jnp.float32
 
-    def segment(model_params, state, key, max_steps, threshold, fire_from):
-        m = jnp.asarray(masses, dtype)
+    def segment(model_params, settings, state, key, max_steps, threshold, fire_from):
+        m, dt, kT, friction, min_distance, max_neighbour = settings
         evaluate = functools.partial(evaluate_with, model_params)
         n_buffer = SEGMENT_STEPS
         zeros = jnp.zeros((n_buffer,), dtype)
@@ -204,15 +205,21 @@ class DeviceDriver:
         with self._x64():
             self.system = make_system(model, self.atoms.numbers, skin=c.skin)
             dtype = self.system.dtype
-            self.segment, start = _programs(
-                self.system.key,
-                tuple(float(m) for m in self.masses),
-                c.timestep_fs * ase.units.fs,
-                ase.units.kB * c.temperature_K,
-                c.friction_per_fs / ase.units.fs,
-                float(c.broken_min_distance),
-                float(c.broken_max_neighbour_distance),
+            segment, start = _programs(self.system.key)
+            settings = (
+                jnp.asarray(self.masses, dtype),
+                *(
+                    jnp.asarray(v, dtype)
+                    for v in (
+                        c.timestep_fs * ase.units.fs,
+                        ase.units.kB * c.temperature_K,
+                        c.friction_per_fs / ase.units.fs,
+                        c.broken_min_distance,
+                        c.broken_max_neighbour_distance,
+                    )
+                ),
             )
+            self.segment = functools.partial(segment, self.system.params, settings)
             x = jnp.asarray(self.atoms.positions, dtype)
             v = jnp.asarray(self.atoms.get_momenta() / self.masses[:, None], dtype)
             count = int(build_neighbours(x, self.system.cutoff, 1).count)
@@ -239,7 +246,6 @@ class DeviceDriver:
             while True:
                 remaining = min(until - step, SEGMENT_STEPS)
                 state, steps, overflow, (score, energy, kinetic) = self.segment(
-                    self.system.params,
                     self.state,
                     self.key,
                     jnp.asarray(remaining, jnp.int32),

@@ -164,19 +164,31 @@ def test_segment_stops_at_the_first_eligible_step_above_the_threshold(nve_refere
         assert max(out.uncertainty) == pytest.approx(scores[stop - 1], rel=1e-7)
 
 
-def test_langevin_segments_are_seeded_and_keep_the_centre_of_mass(potential64, frames_300K):
+def test_langevin_segments_are_seeded_and_keep_the_centre_of_mass(
+    potential64, frames_300K, lowerings
+):
     """With friction: the same key gives the same trajectory, another key another one, and the
-    noise moves no centre of mass (FixCom)."""
+    noise moves no centre of mass (FixCom). Keys, temperatures and frictions are arguments of
+    the compiled segment: after the first run nothing new is lowered."""
     surrogate = Surrogate(potential64, use_gmm=True)
     config = _nve_config(friction_per_fs=0.05)
+    hotter = _nve_config(friction_per_fs=0.1, temperature_K=900.0, timestep_fs=0.25)
     out = {}
-    for name, key in (("a", 3), ("b", 3), ("c", 4)):
+
+    def run(name, key, config):
         atoms = _start(frames_300K[0])
         driver = DeviceDriver(surrogate, atoms, config, jax.random.key(key), step=0)
         driver.advance(0, until=50, threshold=np.inf, fire_from=0)
         out[name] = atoms.positions.copy(), atoms.get_momenta().sum(axis=0)
+
+    run("a", 3, config)
+    with lowerings() as counted:
+        for name, key, settings in (("b", 3, config), ("c", 4, config), ("d", 3, hotter)):
+            run(name, key, settings)
+    assert counted.n == 0
     np.testing.assert_array_equal(out["a"][0], out["b"][0])
     assert np.abs(out["a"][0] - out["c"][0]).max() > 1e-3
+    assert np.abs(out["a"][0] - out["d"][0]).max() > 1e-3
     masses = frames_300K[0].get_masses()
     np.testing.assert_allclose(
         masses @ out["a"][0] / masses.sum(),
