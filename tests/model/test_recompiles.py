@@ -1,0 +1,74 @@
+"""The production entry points compile once per shape and configuration.
+
+Counted by JAX itself (its monitoring event for every program lowered, the ``lowerings``
+fixture), not by the code under test: a second call on structures of the same sizes, or a model
+of the same hyperparameters with other weights, must lower no new program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from nequip_jax.calculator import NequIPCalculator
+from nequip_jax.model import Potential
+from nequip_jax.uncertainty.ensemble import Ensemble
+
+
+def _reweighted(potential: Potential, factor: float) -> Potential:
+    params = jax.tree.map(np.asarray, potential.params)
+    params["params"]["energy_scale"] = factor * params["params"]["energy_scale"]
+    return Potential(potential.config, params, potential.species, gmm=potential.gmm)
+
+
+def test_potential_predict_compiles_once_per_configuration(
+    x64, potential64, frames_300K, lowerings
+):
+    frames = frames_300K[:5]
+    first = potential64.predict(frames, batch_size=2)
+    other = _reweighted(potential64, 3.0)
+    with lowerings() as counted:
+        again = potential64.predict(frames, batch_size=2)
+        scaled = other.predict(frames, batch_size=2)
+    assert counted.n == 0
+    np.testing.assert_array_equal(np.concatenate(again["nll"]), np.concatenate(first["nll"]))
+    np.testing.assert_allclose(
+        np.concatenate(scaled["forces"]), 3.0 * np.concatenate(first["forces"]), rtol=1e-10
+    )
+
+
+def test_ensemble_predict_compiles_once_per_configuration(x64, ensemble64, frames_300K, lowerings):
+    frames = frames_300K[:5]
+    first = ensemble64.predict(frames, batch_size=2)
+    groups = []
+    for group in ensemble64.groups:  # two groups of other cutoffs: two programs
+        params = jax.tree.map(np.asarray, group.params)
+        params["params"]["energy_scale"] = 2.0 * params["params"]["energy_scale"]
+        groups.append(dataclasses.replace(group, params=params))
+    other = Ensemble(groups, ensemble64.species)
+    with lowerings() as counted:
+        again = ensemble64.predict(frames, batch_size=2)
+        doubled = other.predict(frames, batch_size=2)
+    assert counted.n == 0
+    np.testing.assert_array_equal(np.concatenate(again["sigma"]), np.concatenate(first["sigma"]))
+    np.testing.assert_allclose(
+        np.concatenate(doubled["sigma"]), 2.0 * np.concatenate(first["sigma"]), rtol=1e-9
+    )
+
+
+def test_calculator_steps_and_new_weights_compile_nothing(x64, potential64, frames_300K, lowerings):
+    atoms = frames_300K[0].copy()
+    atoms.calc = NequIPCalculator(potential64)
+    atoms.get_forces()
+    rng = np.random.default_rng(0)
+    with lowerings() as counted:
+        for _ in range(5):  # small moves: the same padded shape, maybe a neighbour rebuild
+            atoms.positions += rng.normal(scale=0.02, size=atoms.positions.shape)
+            atoms.get_forces()
+        other = atoms.copy()
+        other.calc = NequIPCalculator(_reweighted(potential64, 0.5))
+        forces = other.get_forces()
+    assert counted.n == 0
+    np.testing.assert_allclose(forces, 0.5 * atoms.get_forces(), rtol=1e-10, atol=1e-12)
