@@ -157,8 +157,12 @@ def run(
     models_dir: str | Path,
     preset: str | None = None,
     verbose: bool = False,
+    methods: Sequence[str] = METHODS,
 ) -> dict:
     """One active-learning round per seed, Table I over seeds; writes results, figures, report.
+
+    ``methods``: the methods the seeds computed by this run train (the single model + GMM
+    alone costs a tenth of the three); Table I pairs, per method, the seeds that have it.
 
     Each seed is a piece (:mod:`experiments.common.pieces`, ``workdir/seeds/seed<k>``, with that
     seed's figures): seeds with a stored piece of the same configuration and data are not
@@ -168,6 +172,10 @@ def run(
     interrupted seed resumes after its last finished round.
     """
     workdir, models_dir = Path(workdir), Path(models_dir) / data
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown or not methods:
+        raise ValueError(f"methods={list(methods)}: choose one or more of {METHODS}.")
+    methods = tuple(m for m in METHODS if m in methods)
     scans = [scan_split(b) for b in config.betas]
     sources = check_source(data, root, ["train_300K", *scans])
     expected = identity("fig5_active_learning", _config_dict(config), data, sources)
@@ -198,7 +206,12 @@ def run(
         def initial_stage():
             _log(f"seed {seed}: initial training on {len(split.train)} + {len(split.val)}")
             initial = train_methods(
-                mc, seed=seed, data=(split.train, split.val), models_dir=folder, verbose=verbose
+                mc,
+                seed=seed,
+                data=(split.train, split.val),
+                models_dir=folder,
+                methods=methods,
+                verbose=verbose,
             )
             pool_pred = predict_methods(initial, pool, cache=cache / "pool.npz")
             body = {
@@ -206,32 +219,37 @@ def run(
                     initial.info, seed=seed, stage="initial", models_dir=folder
                 ),
                 "training_s": _seconds(initial.info),
-                "chosen": {m: select_active(pool_pred[m], n_add).tolist() for m in METHODS},
+                "chosen": {m: select_active(pool_pred[m], n_add).tolist() for m in methods},
             }
             return body, scan_eps(initial, cache, "initial")
 
-        inputs = {"train": fingerprint(split.train), "val": val, "pool": fingerprint(pool)}
+        inputs = {
+            "train": fingerprint(split.train),
+            "val": val,
+            "pool": fingerprint(pool),
+            "methods": list(methods),
+        }
         first, eps = stages.run("initial", inputs, initial_stage)
         networks = list(first["networks"])
         training_s = {"initial": first["training_s"]}
-        chosen = {m: np.asarray(first["chosen"][m], np.int64) for m in METHODS}
+        chosen = {m: np.asarray(first["chosen"][m], np.int64) for m in methods}
         key = jax.random.fold_in(jax.random.key(seed), KEY_TAGS["random_selection"])
         chosen["random"] = select_random(len(pool), n_add, key=key)
         pool_energy = np.array([a.get_potential_energy() for a in pool])
         retrained_eps = {}
         for scheme, idx in chosen.items():
-            methods = METHODS if scheme == "random" else (scheme,)
+            retrained = methods if scheme == "random" else (scheme,)
             stage = "random" if scheme == "random" else f"active {scheme}"
             train = split.train + [pool[i] for i in idx]
 
-            def retrain_stage(methods=methods, stage=stage, train=train, scheme=scheme):
-                _log(f"seed {seed}: retraining {methods} on the {stage} set")
+            def retrain_stage(retrained=retrained, stage=stage, train=train, scheme=scheme):
+                _log(f"seed {seed}: retraining {retrained} on the {stage} set")
                 trained = train_methods(
                     mc,
                     seed=seed,
                     data=(train, split.val),
                     models_dir=folder,
-                    methods=methods,
+                    methods=retrained,
                     verbose=verbose,
                 )
                 body = {
@@ -244,7 +262,7 @@ def run(
                 return body, scan_eps(trained, cache, tag)
 
             name = f"retrain_{scheme}"
-            inputs = {"train": fingerprint(train), "val": val, "methods": list(methods)}
+            inputs = {"train": fingerprint(train), "val": val, "methods": list(retrained)}
             body, retrained_eps[scheme] = stages.run(name, inputs, retrain_stage)
             networks += body["networks"]
             training_s[scheme] = body["training_s"]
@@ -260,13 +278,13 @@ def run(
         for scan in scan_frames:
             for scheme in errors:
                 errors[scheme][scan] = {
-                    m: table_metrics(scheme_eps(scheme, scan, m)) for m in METHODS
+                    m: table_metrics(scheme_eps(scheme, scan, m)) for m in methods
                 }
             path = piece / f"fig5_{scan}.png"
             error_distributions(
                 {
                     LABELS[m]: {s: scheme_eps(s, scan, m) for s in ("active", "random")}
-                    for m in METHODS
+                    for m in methods
                 },
                 path,
                 title=f"{scan}, seed {seed}: after one round (active vs random)",
@@ -279,14 +297,15 @@ def run(
                 "indices": {k: v.tolist() for k, v in chosen.items()},
                 "overlap": {
                     f"{a}-{b}": _overlap(chosen[a], chosen[b])
-                    for a in (*METHODS, "random")
-                    for b in (*METHODS, "random")
+                    for a in (*methods, "random")
+                    for b in (*methods, "random")
                     if a < b
                 },
                 "mean_energy_above_pool_eV": {
                     k: float(pool_energy[v].mean() - pool_energy.mean()) for k, v in chosen.items()
                 },
             },
+            "methods": list(methods),
             "training_s": training_s,
             "networks": networks,
             "figures": figures,
@@ -299,6 +318,7 @@ def run(
     done = list(pieces)
     per_seed = {
         s: {
+            "methods": pieces[s].get("methods", list(METHODS)),
             "errors": pieces[s]["errors"],
             "selection": pieces[s]["selection"],
             "training_s": pieces[s]["training_s"],
@@ -306,13 +326,19 @@ def run(
         }
         for s in done
     }
+    # Per method, the seeds that trained it (a seed may have the single model + GMM alone).
+    seeds_of = {m: [s for s in done if m in per_seed[s]["methods"]] for m in METHODS}
     table = {
         scan: {
-            m: improvement_table(
-                [per_seed[s]["errors"]["random"][scan][m] for s in done],
-                [per_seed[s]["errors"]["active"][scan][m] for s in done],
-            )
+            m: {
+                key: {**row, "seeds": seeds_of[m]}
+                for key, row in improvement_table(
+                    [per_seed[s]["errors"]["random"][scan][m] for s in seeds_of[m]],
+                    [per_seed[s]["errors"]["active"][scan][m] for s in seeds_of[m]],
+                ).items()
+            }
             for m in METHODS
+            if seeds_of[m]
         }
         for scan in scans
     }
@@ -326,6 +352,7 @@ def run(
         "config": _config_dict(config),
         "data": data,
         "seeds": done,
+        "seeds_per_method": {m: seeds_of[m] for m in METHODS if seeds_of[m]},
         "n_pool": n_pool[0] if len(n_pool) == 1 else n_pool,
         "n_add": n_add,
         "n_scan_structures": {s: len(f) for s, f in scan_frames.items()},
@@ -384,7 +411,7 @@ def report(results: dict, figures) -> str:
     ]
     for scan, by_method in results["table_I"].items():
         for key, label in TABLE_METRICS:
-            for m in METHODS:
+            for m in by_method:
                 row = by_method[m][key]
                 paper = PAPER_TABLE_I.get(scan, {}).get(key, {}).get(m)
                 paper_txt = f"{paper[0]}, {paper[1]}" if paper else "–"
@@ -398,25 +425,30 @@ def report(results: dict, figures) -> str:
     lines += ["", "Before the round (initial models), ε̄ on the scans (meV/Å):", ""]
     scans = list(results["table_I"])
     lines += ["| method | " + " | ".join(scans) + " |", "|---" * (len(scans) + 1) + "|"]
-    for m in METHODS:
+    per_seed = results["per_seed"]
+    with_method = results["seeds_per_method"]
+    for m, having in with_method.items():
         cells = [
             format_mean_sd(
-                [results["per_seed"][s]["errors"]["initial"][scan][m]["eps_bar"] for s in seeds],
-                1000,
+                [per_seed[s]["errors"]["initial"][scan][m]["eps_bar"] for s in having], 1000
             )
             for scan in scans
         ]
-        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
-    sel = [results["per_seed"][s]["selection"] for s in seeds]
+        lines.append(f"| {LABELS[m]} (seeds {having}) | " + " | ".join(cells) + " |")
+    sel = {s: per_seed[s]["selection"] for s in seeds}
+    both = [s for s in seeds if "gmm-traditional" in sel[s]["overlap"]]
     lines += [
         "",
         "Selected structures: mean reference energy above the pool mean (eV): "
         + ", ".join(
-            f"{k} {format_mean_sd([x['mean_energy_above_pool_eV'][k] for x in sel], 1, 2)}"
-            for k in (*METHODS, "random")
+            f"{k} "
+            + format_mean_sd(
+                [sel[s]["mean_energy_above_pool_eV"][k] for s in with_method.get(k, seeds)], 1, 2
+            )
+            for k in (*with_method, "random")
         )
         + "; overlap of the GMM and traditional selections "
-        + format_mean_sd([x["overlap"]["gmm-traditional"] for x in sel], 1, 2)
+        + format_mean_sd([sel[s]["overlap"]["gmm-traditional"] for s in both], 1, 2)
         + ".",
         "",
         "Training time per seed (s): "

@@ -263,7 +263,7 @@ def table_i_rows(
     table = results["table_I"]
     scans = list(table)
     rows = []
-    for method in METHODS:
+    for method in (m for m in METHODS if m in table[scans[0]]):
         for key, label in TABLE_METRICS:
             numbers, seeds, published = [], [], []
             for scan in scans:

@@ -263,6 +263,23 @@ def test_fig5_end_to_end(scan_root, models_dir, tmp_path_factory):
     ]
     assert both["table_I"]["dih_beta180"]["gmm"]["eps_bar"]["abs"] == pytest.approx(diffs)
     assert [p["seed"] for p in both["provenance"]["pieces"]] == [0, 1]
+    # A third job trains the single model + GMM alone for seed 2: Table I pairs three seeds for
+    # the GMM and two for the ensembles.
+    main([*_args(scan_root, workdir, models_dir, ("2",)), "--methods", "gmm"])
+    three = json.loads((workdir / "results.json").read_text())
+    third = three["per_seed"]["2"]
+    assert third["methods"] == ["gmm"] and set(third["selection"]["indices"]) == {"gmm", "random"}
+    assert set(third["errors"]["active"]["dih_beta180"]) == {"gmm"}
+    assert three["seeds_per_method"] == {"gmm": [0, 1, 2], "traditional": [0, 1], "diverse": [0, 1]}
+    row = three["table_I"]["dih_beta180"]
+    assert row["gmm"]["eps_bar"]["seeds"] == [0, 1, 2] and row["gmm"]["eps_bar"]["paired"]["n"] == 3
+    assert (
+        row["traditional"]["eps_bar"]["abs"]
+        == both["table_I"]["dih_beta180"]["traditional"]["eps_bar"]["abs"]
+    )
+    stages = [n["stage"] for n in three["networks"] if n["seed"] == 2]
+    assert stages == ["initial", "active gmm", "random"]  # member 0 alone, three times
+    assert "| dih_beta180 | ε̄ | " in (workdir / "section.md").read_text()
 
 
 def test_cost_end_to_end(scan_root, tmp_path_factory):
