@@ -7,20 +7,9 @@ from collections.abc import Sequence
 import ase
 import numpy as np
 
-__all__ = ["evaluate_potential", "per_atom_force_rmse"]
+from nequip_jax.uncertainty.metrics import force_error_per_atom
 
-
-def per_atom_force_rmse(forces_pred: np.ndarray, forces_true: np.ndarray) -> np.ndarray:
-    """ε_i of Zhu et al. (2023), Eq. (2): RMS over x, y, z of the force error of atom i.
-
-    Args:
-        forces_pred, forces_true: [n_atoms, 3] (eV/Å).
-
-    Returns:
-        [n_atoms] (eV/Å).
-    """
-    diff = np.asarray(forces_pred) - np.asarray(forces_true)
-    return np.sqrt(np.mean(diff**2, axis=-1))
+__all__ = ["evaluate_potential"]
 
 
 def evaluate_potential(potential, atoms_list: Sequence[ase.Atoms], batch_size: int = 32) -> dict:
@@ -29,9 +18,9 @@ def evaluate_potential(potential, atoms_list: Sequence[ase.Atoms], batch_size: i
     Returns a dictionary with
 
     - ``summary``: ``energy_rmse_per_atom`` and ``energy_mae_per_atom`` (eV/atom),
-      ``forces_rmse`` (RMS over all force components, eV/Å; equals the RMS of ε over atoms),
-      ``forces_mae`` (eV/Å), ``mean_eps`` (ε̄, mean of ε over atoms, Eq. (3)), ``n_structures``,
-      ``n_atoms``;
+      ``forces_rmse`` (RMS over all force components, eV/Å: ε̄ of Zhu et al. (2023), Eq. (3),
+      the RMS of the per-atom ε of Eq. (2)), ``forces_mae`` (eV/Å), ``mean_eps`` (the
+      arithmetic mean of ε over atoms, ≤ ε̄), ``n_structures``, ``n_atoms``;
     - ``per_structure``: ``energy_true``, ``energy_pred``, ``energy_error_per_atom``, ``n_atoms``;
     - ``per_atom``: ``structure``, ``atom``, ``eps`` and, when the model gives one, ``uncertainty``
       (the GMM NLL of Eq. (8) for a potential with a GMM, σ of Eq. (4) for an ensemble).
@@ -43,7 +32,7 @@ def evaluate_potential(potential, atoms_list: Sequence[ase.Atoms], batch_size: i
     e_true = np.array([a.get_potential_energy() for a in atoms_list])
     n_atoms = np.array([len(a) for a in atoms_list])
     f_true = [a.get_forces() for a in atoms_list]
-    eps = [per_atom_force_rmse(fp, ft) for fp, ft in zip(pred["forces"], f_true)]
+    eps = [force_error_per_atom(fp, ft) for fp, ft in zip(pred["forces"], f_true)]
     de = (pred["energy"] - e_true) / n_atoms
     all_eps = np.concatenate(eps)
     dF = np.concatenate([fp - ft for fp, ft in zip(pred["forces"], f_true)])

@@ -24,11 +24,11 @@ from experiments.common.plots import tpr_ppv_maps, uncertainty_vs_error
 from experiments.common.provenance import begin_run, provenance
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
-from nequip_jax.evaluate import per_atom_force_rmse
 from nequip_jax.train import load_config, train
 from nequip_jax.train.loop import member_keys
 from nequip_jax.uncertainty.ensemble import train_ensemble
 from nequip_jax.uncertainty.gmm_head import fit_gmm_uncertainty, format_selection_table
+from nequip_jax.uncertainty.metrics import force_error_per_atom
 from nequip_jax.uncertainty.summary import summarize_uncertainty
 
 __all__ = ["DemoConfig", "PRESETS", "run"]
@@ -153,7 +153,7 @@ def run(demo: DemoConfig, workdir: str | Path, *, seed: int = 0, preset: str | N
             (f"ensemble ({ensemble.n_members})", p_ens, "sigma", "σ (eV/Å)"),
         ):
             eps = np.concatenate(
-                [per_atom_force_rmse(p, t) for p, t in zip(pred["forces"], f_true)]
+                [force_error_per_atom(p, t) for p, t in zip(pred["forces"], f_true)]
             )
             u = np.concatenate(pred[u_key])
             de = (pred["energy"] - e_true) / n_atoms
