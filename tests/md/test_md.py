@@ -3,6 +3,8 @@ an overflowing neighbour list is grown without changing the result, the uncertai
 at the first step above the threshold, pieces and vmapped replicas equal whole single runs, and
 BAOAB samples a harmonic well's exact Boltzmann variance."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -145,7 +147,8 @@ def test_vmapped_replicas_equal_single_runs(x64, potential64, frames_300K):
 
     loop = make_loop(step, masses, n_steps=15, record_every=5)
     x = jnp.asarray(atoms.positions)
-    states = [init_state(system.evaluate, x, v, system.neighbours(x, 1024)) for v in velocities]
+    init = jax.jit(functools.partial(init_state, system.evaluate))
+    states = [init(x, v, system.neighbours(x, 1024)) for v in velocities]
     keys = jax.random.split(jax.random.key(0), 2)
     together = jax.jit(jax.vmap(loop))(jax.tree.map(lambda *s: jnp.stack(s), *states), keys)
     for r in range(2):
