@@ -25,6 +25,7 @@ import gmm
 from nequip_jax.data import GraphDataset, StandInWarning, compute_budget, load_3bpa
 from nequip_jax.model import NequIPConfig, Potential, make_model_fns
 from nequip_jax.uncertainty.ensemble import Ensemble, EnsembleGroup
+from tests.tiny_models import SPECIES, TINY_MODEL
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -46,17 +47,6 @@ def compilation_cache(tmp_path_factory):
     environ.undo()
     jax.config.update("jax_compilation_cache_dir", previous[0])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
-
-
-TINY_MODEL = {
-    "num_features": 4,
-    "lmax": 1,
-    "num_layers": 2,
-    "r_max": 4.0,
-    "num_basis": 4,
-    "radial_mlp_depth": 1,
-    "radial_mlp_width": 8,
-}
 
 
 @pytest.fixture
@@ -134,8 +124,6 @@ def tiny_run_config():
 # ---------------------------------------------------------------------------------------------
 # Tiny float64 models (no training needed: the calculator and the on-device MD must reproduce
 # any parameters). SPECIES: the 3BPA elements.
-
-SPECIES = (1, 6, 7, 8)
 
 
 #: Force RMS (eV/Å) the untrained models are scaled to on a 3BPA frame: a smooth, realistic

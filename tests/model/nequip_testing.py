@@ -12,24 +12,21 @@ import functools
 import jax
 
 from nequip_jax.model import NequIPConfig, init_params, make_predict_fn
+from tests.tiny_models import R_MAX, SPECIES, TINY_MODEL
 
-SPECIES = (1, 6, 7, 8)
-R_MAX = 4.0
+__all__ = ["R_MAX", "SPECIES", "tiny_config", "predict_fn", "params_for"]
 
 
 def tiny_config(**fields) -> NequIPConfig:
-    """f = 4, 2 layers, lmax 1 with parity, float64 unless overridden; 3BPA-like statistics.
+    """The suite's tiny model (:data:`tests.tiny_models.TINY_MODEL`), float64 unless overridden;
+    3BPA-like statistics.
 
     ``edge_chunk_size=64`` makes the convolution run several chunks on a 3BPA batch, so the
     chunked path is what the tests exercise.
     """
     values = dict(
         num_species=len(SPECIES),
-        num_features=4,
-        lmax=1,
-        num_layers=2,
-        r_max=R_MAX,
-        radial_mlp_width=8,
+        **TINY_MODEL,
         avg_num_neighbors=12.0,
         energy_shift=(-13.6, -1029.5, -1485.0, -2042.0),
         energy_scale=(0.9, 1.1, 1.0, 1.2),

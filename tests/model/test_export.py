@@ -21,7 +21,7 @@ SPECIES = (1, 6, 7, 8)
 @pytest.fixture(scope="module")
 def potential(frames_300K):
     """A tiny untrained float32 potential with a 2-component mixture on its features."""
-    from tests.conftest import TINY_MODEL
+    from tests.tiny_models import TINY_MODEL
 
     config = NequIPConfig(num_species=4, avg_num_neighbors=15.0, **TINY_MODEL)
     bare = Potential(config, init_params(config, key=jax.random.key(3)), SPECIES)

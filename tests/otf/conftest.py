@@ -8,23 +8,12 @@ import pytest
 from nequip_jax.data import GraphDataset, compute_budget
 from nequip_jax.model import NequIPConfig, Potential, make_model_fns
 from nequip_jax.uncertainty.ensemble import Ensemble, EnsembleGroup
-
-SPECIES = (1, 6, 7, 8)
-# The tiny hyperparameters of tests/conftest.py (TINY_MODEL), needed here at module scope.
-TINY = {
-    "num_features": 4,
-    "lmax": 1,
-    "num_layers": 2,
-    "r_max": 4.0,
-    "num_basis": 4,
-    "radial_mlp_depth": 1,
-    "radial_mlp_width": 8,
-}
+from tests.tiny_models import SPECIES, TINY_MODEL
 
 
 def tiny_config(**fields) -> NequIPConfig:
     return NequIPConfig(
-        num_species=4, avg_num_neighbors=15.0, energy_scale=10.0, **{**TINY, **fields}
+        num_species=4, avg_num_neighbors=15.0, energy_scale=10.0, **{**TINY_MODEL, **fields}
     )
 
 
