@@ -28,6 +28,8 @@ import numpy as np
 
 from experiments.xtb_data import scan
 from experiments.xtb_data.progress import Progress
+from experiments.xtb_data.reference import restore as restore_reference
+from experiments.xtb_data.reference import stored_names
 from experiments.xtb_data.store import (
     atomic_write_json,
     frame_from_dict,
@@ -71,6 +73,9 @@ class Config:
         dihedral_tolerance: largest accepted |measured - target| after relaxation, degrees.
         method, accuracy, electronic_temperature, max_iterations: the XTBOracle.
         quiet: no progress lines.
+        reference: a folder of stored scan outputs (:mod:`experiments.xtb_data.reference`): a
+            scan stored there for the same recipe is restored from it instead of computed;
+            None computes every output.
     """
 
     out: Path
@@ -96,6 +101,7 @@ class Config:
     electronic_temperature: float = 300.0
     max_iterations: int = 250
     quiet: bool = False
+    reference: Path | None = None
 
 
 def held_dihedrals(config: Config) -> tuple[str, ...]:
@@ -394,7 +400,23 @@ def run(config: Config, *, executor: concurrent.futures.Executor | None = None) 
     previous = _load_json(out / "PROVENANCE.json")
     summary = Summary(complete=False, out=out)
     todo = []
+    # A scan stored in the reference for this recipe is the one the committed results used: it
+    # is restored (over a file computed here, which may differ in its last digits).
+    restored: dict[str, tuple[dict[str, Any], list]] = {}
     for name in plan.recipes:
+        if config.reference is not None and plan.kind[name] == "scan":
+            stored = restore_reference(config.reference, name, plan.recipe_sha(name), out)
+            if stored is not None:
+                restored[name] = stored
+                summary.reused.append(name)
+                log(f"{name}: restored from the reference {config.reference} (same recipe)")
+                continue
+            if name in stored_names(config.reference):
+                log(
+                    f"warning: the reference {config.reference} holds {name} for another recipe "
+                    "(settings, source or package versions differ); computing it, and results on "
+                    "it cannot be paired with results on the stored one"
+                )
         if _reusable(out, name, plan.recipe_sha(name), previous):
             summary.reused.append(name)
         else:
@@ -473,6 +495,9 @@ def run(config: Config, *, executor: concurrent.futures.Executor | None = None) 
 
     failures_all = _load_json(out / "failures.json") if (out / "failures.json").is_file() else {}
     entries = dict(previous.get("outputs", {}))
+    for name, (entry, failures) in restored.items():
+        entries[name] = {**entry, "restored_from_reference": True}
+        failures_all[name] = failures
     for name in todo:
         if plan.kind[name] == "iso":
             with single_threaded():

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.xtb_data.generate import ALL_PARTS, Config, run
+from experiments.xtb_data.reference import FOLDER as REFERENCE
+from experiments.xtb_data.reference import INDEX
+from experiments.xtb_data.reference import save as save_reference
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +59,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iterations", type=int, default=250, help="SCF iteration cap")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument(
+        "--reference",
+        type=Path,
+        default=REFERENCE if (REFERENCE / INDEX).is_file() else None,
+        help="folder of stored scans restored instead of computed when their recipe matches "
+        "(default: the repository's experiments/xtb_data/reference, the scans the committed "
+        "results used)",
+    )
+    p.add_argument(
+        "--store-reference",
+        action="store_true",
+        help="once complete, store the scans of --out as the repository's reference (what "
+        "committed results computed on them should be paired with)",
+    )
+    p.add_argument(
+        "--no-reference",
+        dest="reference",
+        action="store_const",
+        const=None,
+        help="compute every scan, even one stored in the reference",
+    )
+    p.add_argument(
         "--dask-scheduler",
         default=None,
         metavar="ADDRESS",
@@ -88,6 +113,7 @@ def config_from_args(a: argparse.Namespace) -> Config:
         electronic_temperature=a.electronic_temperature,
         max_iterations=a.max_iterations,
         quiet=a.quiet,
+        reference=a.reference,
     )
 
 
@@ -102,5 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary = run(config_from_args(args), executor=client.get_executor())
     if not summary.complete:
         return 3
+    if args.store_reference:
+        for name in save_reference(args.out):
+            print(f"stored {name} in {REFERENCE}", file=sys.stderr)
     print(json.dumps(summary.counts, indent=1, sort_keys=True))
     return 0
