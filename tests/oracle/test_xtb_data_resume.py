@@ -2,6 +2,7 @@
 complete outputs are reused, stale chunks are dropped, and the files carry what they should."""
 
 import json
+import lzma
 from pathlib import Path
 
 import ase.io
@@ -11,6 +12,7 @@ import pytest
 from experiments.xtb_data import Config, run
 from experiments.xtb_data.generate import scan_name
 from experiments.xtb_data.main import main, parse_args
+from experiments.xtb_data.reference import ReferenceError, save
 from experiments.xtb_data.scan import DIHEDRALS, angle_difference
 from experiments.xtb_data.store import sha256_file
 
@@ -196,3 +198,28 @@ def test_compare_scans_properties(uninterrupted):
     assert moved["relative_rms_meV"] == pytest.approx(0.0, abs=1e-6)
     assert moved["absolute_mean_meV"] == pytest.approx(250.0)
     assert "| 180° |" in markdown({180.0: moved})
+
+
+def test_stored_reference_scans_are_restored_instead_of_computed(uninterrupted, tmp_path):
+    name = "test_dih_beta180.xyz"
+    ref = tmp_path / "reference"
+    assert save(uninterrupted, folder=ref) == [name]
+    out = tmp_path / "out"
+    summary = run(_tiny(out, parts=("dih",), reference=ref))
+    assert summary.complete and summary.computed_chunks == 0 and summary.reused == [name]
+    assert (out / name).read_bytes() == (uninterrupted / name).read_bytes()
+    entry = json.loads((out / "PROVENANCE.json").read_text())["outputs"][name]
+    assert entry["restored_from_reference"] and entry["sha256"] == sha256_file(uninterrupted / name)
+    failures = json.loads((out / "failures.json").read_text())[name]
+    assert failures == json.loads((uninterrupted / "failures.json").read_text())[name]
+    # A file of the same recipe that differs (computed elsewhere) is replaced by the reference.
+    (out / name).write_text((out / name).read_text().replace("relax_converged", "relaxed", 1))
+    run(_tiny(out, parts=("dih",), reference=ref))
+    assert (out / name).read_bytes() == (uninterrupted / name).read_bytes()
+    # Another recipe is computed, not restored.
+    other = run(_tiny(tmp_path / "other", parts=("dih",), reference=ref, max_steps=4))
+    assert other.computed_chunks == 3 and other.reused == []
+    # A damaged stored file is refused, naming it.
+    (ref / f"{name}.xz").write_bytes(lzma.compress(b"not the scan"))
+    with pytest.raises(ReferenceError, match=r"beta180\.xyz\.xz does not decompress"):
+        run(_tiny(tmp_path / "third", parts=("dih",), reference=ref))
