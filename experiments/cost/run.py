@@ -287,7 +287,8 @@ def report(results: dict, config: CostConfig) -> str:
         f"{format_mean_sd(col(['train_single', 'epoch_s']), 1, 2)} | "
         f"{format_mean_sd(col(['train_ensemble', 'epoch_s']), 1, 2)} | "
         f"{format_mean_sd(s['train_epoch_ratio'], 1, 2)} |",
-        f"| first epoch incl. compilation (s) | "
+        "| first epoch incl. compilation (s; less when JAX's in-process or persistent "
+        "compilation cache already holds the program) | "
         f"{format_mean_sd(col(['train_single', 'first_epoch_s']), 1, 1)} | "
         f"{format_mean_sd(col(['train_ensemble', 'first_epoch_s']), 1, 1)} | |",
         f"| GMM fit, BIC over K ≤ {config.methods.max_components} (s) | "
