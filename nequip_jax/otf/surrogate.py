@@ -29,6 +29,7 @@ from nequip_jax.model import Potential
 from nequip_jax.model.potential import ensemble_program, potential_program, run_batched
 from nequip_jax.otf.finetune import FineTuner, grow_budget
 from nequip_jax.uncertainty.ensemble import Ensemble
+from nequip_jax.uncertainty.gmm_head import fit_feature_gmm
 from nequip_jax.uncertainty.metrics import ensemble_mean_forces, ensemble_sigma
 
 __all__ = ["Surrogate", "fit_gmm_padded", "threshold_from_scores"]
@@ -58,30 +59,14 @@ def threshold_from_scores(scores: np.ndarray, percentile: float) -> float:
 def fit_gmm_padded(
     features: np.ndarray, *, key: jax.Array, max_components: int, bucket: int = _GMM_BUCKET
 ) -> tuple[gmm_lib.GMMParams, int]:
-    """Full-covariance GMM on per-atom features, K = 1 … ``max_components`` by BIC (lower is
-    better), as :func:`nequip_jax.uncertainty.gmm_head.fit_gmm_uncertainty` does, but on
-    features padded to a multiple of ``bucket`` rows with a mask, so that a training set that
-    grows by one structure at a time reuses the compiled EM.
-
-    Args:
-        features: [n_atoms, feature_dim].
-        key: ``jax.random`` key (k-means++ seeding).
-        max_components: largest K tried (capped at n_atoms − 1).
+    """The GMM head's fit (:func:`nequip_jax.uncertainty.gmm_head.fit_feature_gmm`, BIC over
+    K = 1 … ``max_components``) on features padded to a multiple of ``bucket`` rows, so that a
+    training set that grows by one structure at a time reuses the compiled sweep.
 
     Returns:
         ``(params, K)``; the parameters are float64 numpy arrays.
     """
-    x = np.asarray(features, dtype=np.float64)
-    n = x.shape[0]
-    if n < 2:
-        raise ValueError(f"{n} feature rows: a GMM needs at least 2 atoms.")
-    padded = np.zeros((bucket * math.ceil(n / bucket), x.shape[1]))
-    padded[:n] = x
-    mask = np.arange(len(padded)) < n
-    candidates = range(1, min(max_components, n - 1) + 1)
-    with jax.enable_x64(True):
-        result, _ = gmm_lib.select_n_components(padded, candidates, key=key, mask=mask)
-        params = gmm_lib.GMMParams(*(np.asarray(p) for p in result.params))
+    params, _ = fit_feature_gmm(features, key=key, max_components=max_components, bucket=bucket)
     return params, int(params.weights.shape[0])
 
 

@@ -9,6 +9,7 @@ log-likelihood (Eq. (8)) from the same jitted forward pass as energies and force
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import ase
@@ -18,7 +19,12 @@ import numpy as np
 import gmm as gmm_lib
 from nequip_jax.model.potential import Potential
 
-__all__ = ["training_features", "fit_gmm_uncertainty", "format_selection_table"]
+__all__ = [
+    "training_features",
+    "fit_feature_gmm",
+    "fit_gmm_uncertainty",
+    "format_selection_table",
+]
 
 
 def training_features(
@@ -27,6 +33,53 @@ def training_features(
     """[n_atoms_total, feature_dim] final scalar features of every real atom of ``atoms_list``."""
     features = potential.predict(atoms_list, batch_size=batch_size)["features"]
     return np.concatenate(features)
+
+
+def fit_feature_gmm(
+    features: np.ndarray,
+    *,
+    key: jax.Array,
+    max_components: int = 49,
+    candidates: Sequence[int] | None = None,
+    criterion: str = "bic",
+    bucket: int | None = None,
+    **fit_kwargs,
+) -> tuple[gmm_lib.GMMParams, list]:
+    """The GMM head's fit: a full-covariance mixture on per-atom features (float64), the number
+    of components chosen by ``criterion`` among ``candidates``.
+
+    Args:
+        features: ``[n_atoms, feature_dim]``, real atoms only.
+        key: ``jax.random`` key for the k-means++ initialisations.
+        max_components: largest K tried (the authors' code: 49).
+        candidates: explicit K values (default ``1 … min(max_components, n_atoms − 1)``).
+        criterion: ``"bic"`` (lower is better) or ``"aic"``.
+        bucket: pad the rows to a multiple of this with a mask (the fit is the same), so that
+            feature sets that grow a little at a time (the on-the-fly loop) reuse one compiled
+            sweep; ``None``: no padding.
+        **fit_kwargs: passed to :func:`gmm.select_n_components` (``max_iter``, ``tol``,
+            ``reg_covar``, ``n_init``, ``init``).
+
+    Returns:
+        ``(params, table)``: float64 numpy parameters and one ``gmm.SelectionRow`` per K.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    n = x.shape[0]
+    if x.ndim != 2 or n < 2:
+        raise ValueError(f"features of shape {x.shape}: a GMM needs [n_atoms >= 2, feature_dim].")
+    if candidates is None:
+        candidates = range(1, min(max_components, n - 1) + 1)
+    mask = None
+    if bucket is not None:
+        padded = np.zeros((bucket * math.ceil(n / bucket), x.shape[1]))
+        padded[:n] = x
+        x, mask = padded, np.arange(len(padded)) < n
+    with jax.enable_x64(True):
+        result, table = gmm_lib.select_n_components(
+            x, list(candidates), key=key, criterion=criterion, mask=mask, **fit_kwargs
+        )
+        params = gmm_lib.GMMParams(*(np.asarray(p) for p in result.params))
+    return params, table
 
 
 def fit_gmm_uncertainty(
@@ -56,15 +109,15 @@ def fit_gmm_uncertainty(
     Returns:
         ``(potential_with_gmm, table)``; ``table`` lists one row per K (``gmm.SelectionRow``).
     """
-    x = training_features(potential, train_atoms, batch_size)
-    if candidates is None:
-        candidates = range(1, min(max_components, len(x) - 1) + 1)
-    with jax.enable_x64(True):
-        result, table = gmm_lib.select_n_components(
-            x.astype(np.float64), list(candidates), key=key, criterion=criterion, **fit_kwargs
-        )
-        params = jax.tree.map(np.asarray, result.params)
-    return potential.with_gmm(gmm_lib.GMMParams(*params)), table
+    params, table = fit_feature_gmm(
+        training_features(potential, train_atoms, batch_size),
+        key=key,
+        max_components=max_components,
+        candidates=candidates,
+        criterion=criterion,
+        **fit_kwargs,
+    )
+    return potential.with_gmm(params), table
 
 
 def format_selection_table(table, chosen: int | None = None) -> str:

@@ -7,7 +7,11 @@ import pytest
 import gmm
 from nequip_jax import load
 from nequip_jax.train import train
-from nequip_jax.uncertainty.gmm_head import fit_gmm_uncertainty, training_features
+from nequip_jax.uncertainty.gmm_head import (
+    fit_feature_gmm,
+    fit_gmm_uncertainty,
+    training_features,
+)
 
 
 def test_gmm_nll_in_predict_and_round_trip(frames_300K, frames_1200K, tiny_run_config, tmp_path):
@@ -47,3 +51,21 @@ def test_fit_gmm_cli_without_run_config_names_the_remedy(tmp_path, tiny_model):
     potential.save(tmp_path / "model")
     with pytest.raises(SystemExit, match=r"config\.yaml.*--config"):
         main(["fit-gmm", str(tmp_path / "model")])
+
+
+def test_padded_feature_rows_change_no_fit():
+    """The on-the-fly loop's padded fit (rows padded to a bucket, masked) is the plain fit."""
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(c, 0.4, size=(70, 3)) for c in (0.0, 3.0, -3.0)])
+    plain, table = fit_feature_gmm(x, key=jax.random.key(2), max_components=4)
+    padded, padded_table = fit_feature_gmm(x, key=jax.random.key(2), max_components=4, bucket=256)
+    assert [int(r.n_components) for r in table] == [1, 2, 3, 4]
+    np.testing.assert_allclose(
+        [float(r.criterion) for r in padded_table], [float(r.criterion) for r in table], rtol=1e-8
+    )
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_allclose(
+            getattr(padded, name), getattr(plain, name), rtol=1e-7, atol=1e-9
+        )
+    with pytest.raises(ValueError, match="at least|n_atoms >= 2"):
+        fit_feature_gmm(x[:1], key=jax.random.key(0))
