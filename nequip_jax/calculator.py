@@ -34,7 +34,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from nequip_jax._cache import enable_compilation_cache
-from nequip_jax.data import PaddingBudget, neighbour_list
+from nequip_jax.data import PaddingBudget, neighbour_list, round_up
 from nequip_jax.model import Potential
 from nequip_jax.model.potential import ensemble_program, potential_program, trace_count
 from nequip_jax.uncertainty.metrics import ensemble_sigma
@@ -119,7 +119,7 @@ def needs_rebuild(nl: NeighbourList | None, atoms: ase.Atoms, skin: float) -> bo
 def edge_budget(n_edges: int, headroom: float) -> int:
     """Padded edge count for ``n_edges`` real edges: ``⌈headroom · n_edges⌉`` rounded up to a
     multiple of 64 (at least 64)."""
-    return max(_EDGE_MULTIPLE, _EDGE_MULTIPLE * math.ceil(headroom * n_edges / _EDGE_MULTIPLE))
+    return max(_EDGE_MULTIPLE, round_up(headroom * n_edges, _EDGE_MULTIPLE))
 
 
 def single_graph(

@@ -6,6 +6,7 @@ from nequip_jax.data._graphs import (
     compute_budget,
     iterate_batches,
     padding_fraction,
+    round_up,
 )
 from nequip_jax.data._neighbors import neighbour_list
 from nequip_jax.data._registry import (
@@ -42,6 +43,7 @@ __all__ = [
     "padding_fraction",
     "paper_split",
     "read_structures",
+    "round_up",
     "search_folders",
     "species_counts",
     "split_indices",

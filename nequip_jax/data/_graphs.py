@@ -33,7 +33,14 @@ import numpy as np
 from nequip_jax.data._neighbors import neighbour_list
 from nequip_jax.data._xyz import DataError, validate_structures
 
-__all__ = ["PaddingBudget", "GraphDataset", "compute_budget", "iterate_batches", "padding_fraction"]
+__all__ = [
+    "PaddingBudget",
+    "GraphDataset",
+    "compute_budget",
+    "iterate_batches",
+    "padding_fraction",
+    "round_up",
+]
 
 
 class PaddingBudget(NamedTuple):
@@ -44,7 +51,10 @@ class PaddingBudget(NamedTuple):
     n_graph: int
 
 
-def _round_up(value: int, multiple: int) -> int:
+def round_up(value: float, multiple: int) -> int:
+    """The smallest multiple of ``multiple`` that is ``>= value``: how every padded size (nodes,
+    edges, feature rows) of the library is rounded, so that nearby sizes share one compiled
+    shape."""
     return int(math.ceil(value / multiple) * multiple)
 
 
@@ -225,7 +235,7 @@ def compute_budget(
     k = min(batch_size, len(n_node))
     nodes = int(np.sort(n_node)[::-1][:k].sum()) + 1
     edges = max(int(np.sort(n_edge)[::-1][:k].sum()), 1)
-    return PaddingBudget(_round_up(nodes, round_to), _round_up(edges, round_to), k + 1)
+    return PaddingBudget(round_up(nodes, round_to), round_up(edges, round_to), k + 1)
 
 
 def padding_fraction(dataset: GraphDataset, batch_size: int, budget: PaddingBudget) -> dict:

@@ -15,14 +15,19 @@ only its parameters, so a checkpoint needs nothing else.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget, iterate_batches
+from nequip_jax.data import (
+    GraphDataset,
+    PaddingBudget,
+    compute_budget,
+    iterate_batches,
+    round_up,
+)
 from nequip_jax.model import NequIPConfig, make_model_fns, model_jit
 from nequip_jax.train import (
     init_train_state,
@@ -32,10 +37,6 @@ from nequip_jax.train import (
 )
 
 __all__ = ["FineTuner", "FineTuneResult", "grow_budget"]
-
-
-def _round_up(value: float, multiple: int) -> int:
-    return int(multiple * math.ceil(value / multiple))
 
 
 def grow_budget(
@@ -59,8 +60,8 @@ def grow_budget(
     ):
         return current
     return PaddingBudget(
-        n_node=_round_up(headroom * needed.n_node, 32),
-        n_edge=_round_up(headroom * needed.n_edge, 64),
+        n_node=round_up(headroom * needed.n_node, 32),
+        n_edge=round_up(headroom * needed.n_edge, 64),
         n_graph=needed.n_graph,
     )
 

@@ -13,7 +13,6 @@ maximum over atoms (Eq. (12)).
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 
 import gmm as gmm_lib
 from nequip_jax.calculator import NequIPCalculator
-from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget
+from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget, round_up
 from nequip_jax.model import Potential
 from nequip_jax.model.potential import ensemble_program, potential_program, run_batched
 from nequip_jax.otf.finetune import FineTuner, grow_budget
@@ -72,7 +71,7 @@ def fit_gmm_padded(
 
 def _gmm_nll(params: gmm_lib.GMMParams, features: np.ndarray, bucket: int = _GMM_BUCKET):
     x = np.asarray(features, dtype=np.float64)
-    padded = np.zeros((bucket * math.ceil(len(x) / bucket), x.shape[1]))
+    padded = np.zeros((round_up(len(x), bucket), x.shape[1]))
     padded[: len(x)] = x
     with jax.enable_x64(True):
         return np.asarray(gmm_lib.nll(params, padded))[: len(x)]

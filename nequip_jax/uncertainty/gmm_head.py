@@ -9,7 +9,6 @@ log-likelihood (Eq. (8)) from the same jitted forward pass as energies and force
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import ase
@@ -17,6 +16,7 @@ import jax
 import numpy as np
 
 import gmm as gmm_lib
+from nequip_jax.data import round_up
 from nequip_jax.model.potential import Potential
 
 __all__ = [
@@ -71,7 +71,7 @@ def fit_feature_gmm(
         candidates = range(1, min(max_components, n - 1) + 1)
     mask = None
     if bucket is not None:
-        padded = np.zeros((bucket * math.ceil(n / bucket), x.shape[1]))
+        padded = np.zeros((round_up(n, bucket), x.shape[1]))
         padded[:n] = x
         x, mask = padded, np.arange(len(padded)) < n
     with jax.enable_x64(True):

@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nequip_jax.data import (
     GraphDataset,
@@ -13,6 +15,7 @@ from nequip_jax.data import (
     iterate_batches,
     load_3bpa,
     neighbour_list,
+    round_up,
 )
 
 SPECIES = [1, 6, 7, 8]
@@ -128,3 +131,10 @@ def test_statistics_against_direct_computation(frames, dataset):
     counts = np.array([12, 12, 2, 1])  # H, C, N, O
     energies = np.array([a.get_potential_energy() for a in frames])
     assert counts @ stats.energy_shift == pytest.approx(energies.mean(), abs=1e-6)
+
+
+@settings(max_examples=50, deadline=None)
+@given(value=st.floats(0.0, 1e6), multiple=st.integers(1, 4096))
+def test_round_up_is_the_smallest_multiple_at_or_above(value, multiple):
+    got = round_up(value, multiple)
+    assert got % multiple == 0 and got >= value and got - multiple < value
