@@ -37,7 +37,7 @@ from nequip_jax._cache import enable_compilation_cache
 from nequip_jax.data import PaddingBudget, neighbour_list, round_up
 from nequip_jax.model import Potential
 from nequip_jax.model.potential import ensemble_program, potential_program, trace_count
-from nequip_jax.uncertainty.metrics import ensemble_sigma
+from nequip_jax.uncertainty.metrics import ensemble_mean_forces, ensemble_sigma
 
 __all__ = [
     "NequIPCalculator",
@@ -239,7 +239,7 @@ class _EnsembleBackend(_Backend):
         member_forces = np.stack([forces[m] for m in order])  # [J, n_atoms, 3]
         return _Evaluation(
             energy=float(member_energy.mean()),
-            forces=member_forces.mean(axis=0),  # Eq. (1)
+            forces=ensemble_mean_forces(member_forces),  # Eq. (1)
             energies=np.stack([energies[m] for m in order]).mean(axis=0),
             uncertainty=ensemble_sigma(member_forces),  # Eq. (4)
             extra={
