@@ -23,39 +23,35 @@ def _reweighted(potential: Potential, factor: float) -> Potential:
     return Potential(potential.config, params, potential.species, gmm=potential.gmm)
 
 
-def test_potential_predict_compiles_once_per_configuration(
-    x64, potential64, frames_300K, lowerings
-):
-    frames = frames_300K[:5]
-    first = potential64.predict(frames, batch_size=2)
-    other = _reweighted(potential64, 3.0)
+def _no_new_programs(model, other, factor, key, frames, lowerings):
+    """``model`` predicted twice and ``other`` (same configuration, weights scaling ``key`` by
+    ``factor``) once lower no program after ``model``'s first call."""
+    first = model.predict(frames, batch_size=2)
     with lowerings() as counted:
-        again = potential64.predict(frames, batch_size=2)
-        scaled = other.predict(frames, batch_size=2)
+        again = model.predict(frames, batch_size=2)
+        changed = other.predict(frames, batch_size=2)
     assert counted.n == 0
-    np.testing.assert_array_equal(np.concatenate(again["nll"]), np.concatenate(first["nll"]))
+    np.testing.assert_array_equal(np.concatenate(again[key]), np.concatenate(first[key]))
     np.testing.assert_allclose(
-        np.concatenate(scaled["forces"]), 3.0 * np.concatenate(first["forces"]), rtol=1e-10
+        np.concatenate(changed[key]), factor * np.concatenate(first[key]), rtol=1e-9, atol=1e-12
     )
 
 
+def test_potential_predict_compiles_once_per_configuration(
+    x64, potential64, frames_300K, lowerings
+):
+    other = _reweighted(potential64, 3.0)
+    _no_new_programs(potential64, other, 3.0, "forces", frames_300K[:5], lowerings)
+
+
 def test_ensemble_predict_compiles_once_per_configuration(x64, ensemble64, frames_300K, lowerings):
-    frames = frames_300K[:5]
-    first = ensemble64.predict(frames, batch_size=2)
     groups = []
     for group in ensemble64.groups:  # two groups of other cutoffs: two programs
         params = jax.tree.map(np.asarray, group.params)
         params["params"]["energy_scale"] = 2.0 * params["params"]["energy_scale"]
         groups.append(dataclasses.replace(group, params=params))
     other = Ensemble(groups, ensemble64.species)
-    with lowerings() as counted:
-        again = ensemble64.predict(frames, batch_size=2)
-        doubled = other.predict(frames, batch_size=2)
-    assert counted.n == 0
-    np.testing.assert_array_equal(np.concatenate(again["sigma"]), np.concatenate(first["sigma"]))
-    np.testing.assert_allclose(
-        np.concatenate(doubled["sigma"]), 2.0 * np.concatenate(first["sigma"]), rtol=1e-9
-    )
+    _no_new_programs(ensemble64, other, 2.0, "sigma", frames_300K[:5], lowerings)
 
 
 def test_calculator_steps_and_new_weights_compile_nothing(x64, potential64, frames_300K, lowerings):
