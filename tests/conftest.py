@@ -62,15 +62,17 @@ LOWERING_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 @pytest.fixture
 def lowerings():
     """``with lowerings() as counted: ...``; ``counted.n`` is the number of programs JAX lowered
-    inside the block (counted by JAX's own monitoring events, not by the code under test)."""
+    inside the block and ``counted.names`` their names (e.g. ``"jit(_shuffle)"``), counted by
+    JAX's own monitoring events, not by the code under test."""
 
     @contextlib.contextmanager
     def count():
-        counted = types.SimpleNamespace(n=0)
+        counted = types.SimpleNamespace(n=0, names=[])
 
         def listener(event, duration, **kwargs):
             if event == LOWERING_EVENT:
                 counted.n += 1
+                counted.names.append(kwargs.get("fun_name"))
 
         jax.monitoring.register_event_duration_secs_listener(listener)
         try:
