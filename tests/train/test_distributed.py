@@ -69,7 +69,10 @@ def _run_pair(config_path, workdir, records, timeout=240):
     """Start both processes, wait for both; never leave one behind."""
     port = _free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("XLA_FLAGS", None)  # one CPU device per process
+    # One CPU device per process (no device-count flag of the caller); the suite's other XLA
+    # flags (its compiler settings) stay.
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    env["XLA_FLAGS"] = " ".join(f for f in flags if "device_count" not in f)
     procs = []
     try:
         for i in range(2):

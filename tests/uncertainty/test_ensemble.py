@@ -113,7 +113,8 @@ def test_sharded_members_equal_single_device(tiny_run_config, tmp_path):
     import json
 
     config = tiny_run_config(max_epochs=2)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    flags = os.environ.get("XLA_FLAGS", "")  # the suite's compiler settings stay
+    env = dict(os.environ, XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count=2")
     result = subprocess.run(
         [sys.executable, "-c", SHARDED_SCRIPT, json.dumps(config.to_dict()), str(tmp_path)],
         capture_output=True,
