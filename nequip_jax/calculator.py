@@ -2,8 +2,9 @@
 
 ``NequIPCalculator(model)`` gives ASE's molecular-dynamics integrators and optimisers the total
 energy, the forces and the per-atom energies, and stores a per-atom uncertainty in
-``calc.results["uncertainty"]``: the GMM negative log-likelihood of Zhu et al. (2023), Eq. (8),
-for a potential with a fitted mixture, or the ensemble force uncertainty σ of Eq. (4).
+``calc.results["uncertainty"]``: the score of the potential's uncertainty head (a registered
+method of :mod:`nequip_jax.uncertainty.registry`, e.g. the GMM negative log-likelihood of Zhu et
+al. (2023), Eq. (8), or LLPR), or of an ensemble method (the force uncertainty σ of Eq. (4)).
 
 Two things make it cheap to call at every MD step:
 
@@ -37,7 +38,9 @@ from nequip_jax._cache import enable_compilation_cache
 from nequip_jax.data import PaddingBudget, neighbour_list, round_up
 from nequip_jax.model import Potential
 from nequip_jax.model.potential import ensemble_program, potential_program, trace_count
-from nequip_jax.uncertainty.metrics import ensemble_mean_forces, ensemble_sigma
+from nequip_jax.uncertainty.metrics import ensemble_mean_forces
+from nequip_jax.uncertainty.protocol import ModelOutputs
+from nequip_jax.uncertainty.registry import get_method
 
 __all__ = [
     "NequIPCalculator",
@@ -204,23 +207,32 @@ class _PotentialBackend(_Backend):
         self.species = potential.species
         self.r_max = potential.r_max
         self.float64 = potential.config.dtype == "float64"
-        self._fn = potential_program(potential.config)
+        head = potential.head
+        self._state = None if head is None else head.state
+        self._fn = potential_program(potential.config, None if head is None else head.method)
 
     def evaluate(self, graph, n_atoms):
-        out = jax.device_get(self._fn(self.potential.params, self.potential.gmm, graph))
-        nll = out.get("nll")
+        out = jax.device_get(self._fn(self.potential.params, self._state, graph))
+        u = out.get("uncertainty")
         return _Evaluation(
             energy=float(out["energy"][0]),
             forces=np.asarray(out["forces"][:n_atoms], np.float64),
             energies=np.asarray(out["node_energy"][:n_atoms], np.float64),
-            uncertainty=None if nll is None else np.asarray(nll[:n_atoms], np.float64),
+            uncertainty=None if u is None else np.asarray(u[:n_atoms], np.float64),
             extra={"features": np.asarray(out["features"][:n_atoms], np.float64)},
         )
 
 
 class _EnsembleBackend(_Backend):
-    def __init__(self, ensemble):
+    def __init__(self, ensemble, method: str):
         self.ensemble = ensemble
+        self.method = get_method(method)
+        if self.method.model != "ensemble":
+            raise ValueError(
+                f"uncertainty={method!r} is a method of one potential, not of an ensemble; "
+                "attach it to a Potential with potential.with_head(...)."
+            )
+        self.state = self.method.fit()
         self.species = tuple(ensemble.species)
         self.r_max = max(float(g.config.r_max) for g in ensemble.groups)
         self.float64 = any(g.config.dtype == "float64" for g in ensemble.groups)
@@ -241,7 +253,7 @@ class _EnsembleBackend(_Backend):
             energy=float(member_energy.mean()),
             forces=ensemble_mean_forces(member_forces),  # Eq. (1)
             energies=np.stack([energies[m] for m in order]).mean(axis=0),
-            uncertainty=ensemble_sigma(member_forces),  # Eq. (4)
+            uncertainty=self.method.score(self.state, ModelOutputs(member_forces=member_forces)),
             extra={
                 "energy_std": float(member_energy.std()),
                 "member_energy": member_energy,
@@ -250,11 +262,11 @@ class _EnsembleBackend(_Backend):
         )
 
 
-def _backend(model) -> _Backend:
+def _backend(model, uncertainty: str) -> _Backend:
     if isinstance(model, Potential):
         return _PotentialBackend(model)
     if hasattr(model, "groups") and hasattr(model, "species"):
-        return _EnsembleBackend(model)
+        return _EnsembleBackend(model, uncertainty)
     raise TypeError(
         f"NequIPCalculator needs a nequip_jax Potential or Ensemble, got {type(model).__name__}; "
         "load one with nequip_jax.load(path) or Ensemble.load(path)."
@@ -270,14 +282,18 @@ class NequIPCalculator(Calculator):
     :class:`~nequip_jax.uncertainty.ensemble.Ensemble`.
 
     Results: ``energy`` (= ``free_energy``, eV), ``forces`` [n_atoms, 3] (eV/Å), ``energies``
-    [n_atoms] (per-atom energies, eV) and ``uncertainty`` [n_atoms]: the GMM NLL (Zhu et al.
-    2023, Eq. (8); nats) of a potential with a mixture attached, or the ensemble σ (Eq. (4);
-    eV/Å). A potential without a mixture stores no ``uncertainty``. An ensemble also stores
-    ``energy_std`` (eV), ``member_energy`` [J] and ``member_forces`` [J, n_atoms, 3]; a potential
-    stores ``features`` [n_atoms, feature_dim].
+    [n_atoms] (per-atom energies, eV) and ``uncertainty`` [n_atoms]: the per-atom score of the
+    potential's head (``potential.head``; e.g. the GMM NLL of Zhu et al. 2023, Eq. (8), nats, or
+    the LLPR σ), computed in the model's program, or of the ensemble method ``uncertainty``
+    (default the σ of Eq. (4), eV/Å). A potential without a head stores no ``uncertainty``. An
+    ensemble also stores ``energy_std`` (eV), ``member_energy`` [J] and ``member_forces``
+    [J, n_atoms, 3]; a potential stores ``features`` [n_atoms, feature_dim].
 
     Args:
         model: the potential or ensemble.
+        uncertainty: for an ensemble, the registered ensemble method that scores the members'
+            forces (default ``"ensemble"``, σ of Eq. (4); it must fit without training
+            outputs); a potential uses its head.
         skin: Verlet skin (Å); edges are built within ``r_max + skin``. 0 rebuilds the list at
             every new geometry.
         edge_headroom: edge budget = this factor × the edge count at the first build for a
@@ -297,7 +313,15 @@ class NequIPCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "energies"]
 
-    def __init__(self, model, *, skin: float = 0.5, edge_headroom: float = 1.5, **kwargs):
+    def __init__(
+        self,
+        model,
+        *,
+        uncertainty: str = "ensemble",
+        skin: float = 0.5,
+        edge_headroom: float = 1.5,
+        **kwargs,
+    ):
         if not skin >= 0.0 or not math.isfinite(skin):
             raise ValueError(f"skin={skin}: the Verlet skin must be a finite length >= 0 Å.")
         if not edge_headroom >= 1.0:
@@ -307,7 +331,7 @@ class NequIPCalculator(Calculator):
         self.model = model
         self.skin = float(skin)
         self.edge_headroom = float(edge_headroom)
-        self._backend = _backend(model)
+        self._backend = _backend(model, uncertainty)
         self._lookup = _species_lookup(self._backend.species)
         self._nl: NeighbourList | None = None
         self._budgets: dict[int, PaddingBudget] = {}

@@ -19,10 +19,11 @@ Loading needs only ``jax`` (and ``flatbuffers``, jax's serialisation dependency)
 Inside the program the neighbour list is all ordered pairs of atoms closer than ``r_max``
 (``n²`` candidate edges, masked): exact for a molecule in vacuum, without a periodic cell; its
 cost grows as ``n²``, which is small next to the network for molecules of up to a few hundred
-atoms. ``uncertainty`` is the per-atom negative log-likelihood of the final scalar features
-under the potential's Gaussian mixture (Zhu et al. 2023, Eq. (8); nats, higher = more
-uncertain). An atomic number the model was not trained on makes every output NaN (a jitted
-program cannot raise).
+atoms. ``uncertainty`` is the per-atom score of the potential's uncertainty head, traced from
+its registered method (e.g. the negative log-likelihood of the final scalar features under the
+Gaussian mixture, Zhu et al. 2023, Eq. (8), nats; higher = more uncertain); the method, its
+unit and its fitted summary are in ``metadata.json``. An atomic number the model was not
+trained on makes every output NaN (a jitted program cannot raise).
 
 The program is lowered from the same functions as :meth:`~nequip_jax.model.Potential.predict`;
 it is compiled by whoever calls it, with that caller's XLA options (on CPU, pass
@@ -41,9 +42,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import gmm as gmm_lib
 from nequip_jax._io import atomic_folder
 from nequip_jax.model import NequIP, Potential, compiler_options
+from nequip_jax.uncertainty.protocol import ModelOutputs, device_state
+from nequip_jax.uncertainty.registry import get_method
 
 __all__ = [
     "EXPORT_FORMAT_VERSION",
@@ -63,7 +65,8 @@ DEFAULT_PLATFORMS = ("cpu", "cuda")
 
 _CALLING_CONVENTION = (
     "fn(positions: float[n, 3] (Å), atomic_numbers: int32[n]) -> (energy: float[] (eV), "
-    "forces: float[n, 3] (eV/Å), uncertainty: float[n] (nats)); n symbolic (any n >= 1); "
+    "forces: float[n, 3] (eV/Å), uncertainty: float[n] (the head's unit)); n symbolic "
+    "(any n >= 1); "
     "float is the model dtype; every output is NaN if an atomic number is not in species."
 )
 
@@ -72,23 +75,25 @@ def molecule_function(potential: Potential) -> Callable:
     """The jittable ``fn(positions [n, 3], atomic_numbers [n]) -> (energy [], forces [n, 3],
     uncertainty [n])`` of one molecule that :func:`export_potential` serialises.
 
-    The parameters and the mixture are constants of the function. Energies in eV, forces in
-    eV/Å, uncertainty the GMM NLL (Zhu et al. 2023, Eq. (8)).
+    The parameters and the head's state are constants of the function. Energies in eV, forces
+    in eV/Å, uncertainty the head's per-atom score (e.g. the GMM NLL of Zhu et al. 2023,
+    Eq. (8)).
 
     Raises:
-        ValueError: the potential has no Gaussian mixture attached.
+        ValueError: the potential has no uncertainty head attached.
     """
-    if potential.gmm is None:
+    if potential.head is None:
         raise ValueError(
-            "the potential has no Gaussian mixture, so the exported program would have no "
+            "the potential has no uncertainty head, so the exported program would have no "
             "uncertainty; fit one first (`nequip-jax fit-gmm MODEL`, or "
-            "nequip_jax.uncertainty.gmm_head.fit_gmm_uncertainty)."
+            "potential.with_head(method, state))."
         )
+    score = get_method(potential.head.method).score
     config = potential.config
     dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
     model = NequIP(config)
     params = jax.tree.map(lambda x: jnp.asarray(x), potential.params)
-    mixture = jax.tree.map(lambda x: jnp.asarray(x, dtype), potential.gmm)
+    state = device_state(potential.head.state, dtype)
     lookup = np.full(119, -1, np.int32)
     lookup[list(potential.species)] = np.arange(len(potential.species), dtype=np.int32)
     lookup = jnp.asarray(lookup)
@@ -114,7 +119,7 @@ def molecule_function(potential: Potential) -> Callable:
             return jnp.sum(node_energy), features
 
         (energy, features), gradient = jax.value_and_grad(total_energy, has_aux=True)(positions)
-        uncertainty = gmm_lib.nll(mixture, features)
+        uncertainty = score(state, ModelOutputs(features=features))
         nan = jnp.asarray(jnp.nan, dtype)
         return (
             jnp.where(known, energy, nan),
@@ -135,7 +140,7 @@ def export_potential(
     (atomically: a previous folder is replaced only once the new one is complete).
 
     Args:
-        potential: a trained potential with a Gaussian mixture attached.
+        potential: a trained potential with an uncertainty head (e.g. its Gaussian mixture).
         out: the output folder.
         platforms: platforms to lower for (``jax.export`` names: ``cpu``, ``cuda``, ``rocm``,
             ``tpu``); the program runs only on these.
@@ -149,6 +154,7 @@ def export_potential(
     if not platforms:
         raise ValueError("platforms is empty; give at least one of cpu, cuda, rocm, tpu.")
     fn = molecule_function(potential)
+    method = get_method(potential.head.method)
     float64 = potential.config.dtype == "float64"
     dtype = jnp.float64 if float64 else jnp.float32
     (n,) = export.symbolic_shape("n")
@@ -169,14 +175,14 @@ def export_potential(
             "positions": "Å",
             "energy": "eV",
             "forces": "eV/Å",
-            "uncertainty": "nats",
+            "uncertainty": method.unit,
         },
         "uncertainty": {
-            "method": "gmm_nll",
-            "description": "per-atom negative log-likelihood of the final scalar features under "
-            "a Gaussian mixture fitted on the training set (Zhu et al. 2023, Eq. (8)); higher "
-            "is more uncertain",
-            "n_components": int(np.shape(potential.gmm.weights)[0]),
+            "method": method.name,
+            "label": method.label,
+            "description": "per-atom score of the uncertainty method on the final scalar "
+            "features; higher is more uncertain",
+            **method.describe(potential.head.state),
         },
         "neighbours": "all pairs closer than r_max inside the program; molecules, no cell",
         "platforms": list(platforms),

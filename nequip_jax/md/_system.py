@@ -2,10 +2,12 @@
 a molecule or a fixed periodic cell), with the on-device neighbour list and a per-atom
 uncertainty.
 
-``uncertainty``: the GMM negative log-likelihood of the atom's final scalar features (Zhu et
-al. 2023, Eq. (8)) for a :class:`~nequip_jax.model.Potential` with a mixture, the ensemble
-force uncertainty σ (Eq. (4)) for an :class:`~nequip_jax.uncertainty.ensemble.Ensemble`, and
-zeros for a potential without a mixture. Energies and forces of an ensemble are the member
+``uncertainty``: the per-atom score of a registered uncertainty method
+(:mod:`nequip_jax.uncertainty.registry`), traced into the MD program — the head of a
+:class:`~nequip_jax.model.Potential` (e.g. the GMM negative log-likelihood of the final scalar
+features, Zhu et al. 2023, Eq. (8)), an ensemble method of an
+:class:`~nequip_jax.uncertainty.ensemble.Ensemble` (default the force uncertainty σ, Eq. (4)),
+and zeros for a potential without a head. Energies and forces of an ensemble are the member
 means (Eq. (1)).
 """
 
@@ -19,9 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import gmm as gmm_lib
 from nequip_jax.md._neighbours import Neighbours, build_neighbours, needs_rebuild
 from nequip_jax.model import NequIP, Potential
+from nequip_jax.uncertainty.protocol import ModelOutputs, device_state
+from nequip_jax.uncertainty.registry import get_method
 
 __all__ = ["MDSystem", "make_system"]
 
@@ -39,13 +42,13 @@ class MDSystem:
         evaluate_with: ``evaluate`` with the model's parameters as a first argument
             (``evaluate = partial(evaluate_with, params)``), for programs compiled once per
             configuration and reused for new weights.
-        params: ``(params, gmm params | None, radial | None)`` of the model.
+        params: ``(params, uncertainty state | None, radial | None)`` of the model.
         key: hashable identity of ``evaluate_with`` (configuration, method, species, skin,
             periodic).
         r_max: the model cutoff (Å); the list is built with ``r_max + skin``.
         skin: Verlet skin (Å).
         dtype: the model's float dtype.
-        uncertainty: ``"gmm_nll"``, ``"ensemble_sigma"`` or ``"none"``.
+        uncertainty: the registered method's name, or ``"none"``.
         n_atoms: atoms of the system.
         periodic: the neighbour list is built with the minimum image of the list's ``cell``.
     """
@@ -90,11 +93,17 @@ def _species_indices(species: Sequence[int], numbers) -> np.ndarray:
 
 
 def make_system(
-    model, numbers: Sequence[int], *, skin: float = 0.5, periodic: bool = False
+    model,
+    numbers: Sequence[int],
+    *,
+    skin: float = 0.5,
+    periodic: bool = False,
+    ensemble_method: str = "ensemble",
 ) -> MDSystem:
     """Bind ``model`` (a :class:`Potential` or a one-group :class:`Ensemble`) to a system of
     atomic numbers ``numbers`` [n]; ``periodic``: a cell periodic in all three directions (the
-    cell itself travels with the neighbour list, see :meth:`MDSystem.neighbours`).
+    cell itself travels with the neighbour list, see :meth:`MDSystem.neighbours`). A potential
+    scores with its head; an ensemble with the registered ensemble method ``ensemble_method``.
 
     Raises:
         ValueError: an element the model does not know, a negative skin, or an ensemble of
@@ -104,11 +113,10 @@ def make_system(
         raise ValueError(f"skin={skin}: the Verlet skin must be >= 0 Å.")
     numbers = np.asarray(numbers)
     if isinstance(model, Potential):
-        configs, params_list, method = [model.config], [model.params], "gmm_nll"
-        species, mixture = model.species, model.gmm
-        if mixture is None:
-            method = "none"
-        radial = None
+        configs, params_list, ensemble = [model.config], [model.params], False
+        head = model.head
+        method = "none" if head is None else head.method
+        species, state, radial = model.species, None if head is None else head.state, None
     elif hasattr(model, "groups"):
         if len(model.groups) != 1:
             raise ValueError(
@@ -116,8 +124,11 @@ def make_system(
                 "takes a potential or a one-group ensemble (use the ASE calculator for this one)."
             )
         group = model.groups[0]
-        configs, params_list, method = [group.config], [group.params], "ensemble_sigma"
-        species, mixture, radial = model.species, None, group.radial
+        configs, params_list, ensemble = [group.config], [group.params], True
+        method = ensemble_method
+        if get_method(method).model != "ensemble":
+            raise ValueError(f"{method!r} is not an ensemble uncertainty method.")
+        species, state, radial = model.species, get_method(method).fit(), group.radial
     else:
         raise TypeError(f"expected a Potential or an Ensemble, got {type(model).__name__}.")
     config = configs[0]
@@ -125,10 +136,10 @@ def make_system(
     species_idx = tuple(int(i) for i in _species_indices(species, numbers))
     model_params = (
         jax.tree.map(jnp.asarray, params_list[0]),
-        None if mixture is None else jax.tree.map(lambda x: jnp.asarray(x, dtype), mixture),
+        None if state is None else device_state(state, dtype),
         radial,
     )
-    key = (config, method, species_idx, float(skin), bool(periodic))
+    key = (config, ensemble, method, species_idx, float(skin), bool(periodic))
     evaluate_with, energy_with = system_functions(*key)
     return MDSystem(
         evaluate=functools.partial(evaluate_with, model_params),
@@ -147,13 +158,19 @@ def make_system(
 
 @functools.lru_cache(maxsize=32)
 def system_functions(
-    config, method: str, species_idx: tuple[int, ...], skin: float, periodic: bool = False
+    config,
+    ensemble: bool,
+    method: str,
+    species_idx: tuple[int, ...],
+    skin: float,
+    periodic: bool = False,
 ):
     """``(evaluate_with, energy_with)`` of a model configuration and system, taking the model's
-    parameters ``(params, gmm params | None, radial | None)`` as their first argument: one pair
-    (and so one compiled MD program) per configuration, system, skin and periodicity, whatever
-    the weights (and, for a periodic system, whatever the cell).
+    parameters ``(params, uncertainty state | None, radial | None)`` as their first argument:
+    one pair (and so one compiled MD program) per configuration, model kind, uncertainty method,
+    system, skin and periodicity, whatever the weights (and, for a periodic system, the cell).
     """
+    score = None if method == "none" else get_method(method).score
     dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
     species_idx = np.asarray(species_idx, np.int32)
     n = len(species_idx)
@@ -184,7 +201,7 @@ def system_functions(
     def energy_with(model_params, positions, nbrs: Neighbours):
         params, _, radial = model_params
         positions = positions.astype(dtype)
-        if method == "ensemble_sigma":
+        if ensemble:
             energies, _ = jax.vmap(total, in_axes=(0, None, None, 0))(
                 params, positions, nbrs, radial
             )
@@ -192,7 +209,7 @@ def system_functions(
         return total(params, positions, nbrs)[0]
 
     def evaluate_with(model_params, positions, nbrs: Neighbours):
-        params, gmm_params, radial = model_params
+        params, state, radial = model_params
         positions = positions.astype(dtype)
         nbrs = jax.lax.cond(
             needs_rebuild(positions, nbrs, skin),
@@ -205,16 +222,15 @@ def system_functions(
             ),
             lambda: nbrs,
         )
-        if method == "ensemble_sigma":
+        if ensemble:
             energies, forces, _ = jax.vmap(member, in_axes=(0, None, None, 0))(
                 params, positions, nbrs, radial
             )
-            # Eq. (4): sqrt of the x/y/z mean of the across-member (population) variance.
-            sigma = jnp.sqrt(jnp.mean(jnp.var(forces, axis=0), axis=-1))
-            return jnp.mean(energies), jnp.mean(forces, axis=0), sigma, nbrs
+            u = score(state, ModelOutputs(member_forces=forces))
+            return jnp.mean(energies), jnp.mean(forces, axis=0), u, nbrs
         energy, forces, features = member(params, positions, nbrs)
-        if gmm_params is None:
+        if score is None:
             return energy, forces, jnp.zeros((n,), dtype), nbrs
-        return energy, forces, gmm_lib.nll(gmm_params, features), nbrs
+        return energy, forces, score(state, ModelOutputs(features=features)), nbrs
 
     return evaluate_with, energy_with

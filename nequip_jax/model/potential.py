@@ -1,14 +1,17 @@
-"""The trained-model bundle: configuration, parameters, species, statistics, optional GMM.
+"""The trained-model bundle: configuration, parameters, species, statistics, uncertainty head.
 
 A :class:`Potential` predicts energies, forces, per-atom energies, the final scalar features and,
-when a Gaussian mixture is attached, the per-atom negative log-likelihood (Zhu et al. 2023,
-Eq. (8)) — all from one jitted forward pass per padded batch.
+when an uncertainty head is attached (a fitted method of :mod:`nequip_jax.uncertainty.registry`:
+the GMM negative log-likelihood of Zhu et al. 2023, Eq. (8), LLPR, ...), the per-atom
+uncertainty — all from one jitted forward pass per padded batch.
 
 On disk a potential is a folder:
 
-- ``potential.json`` — format version, model configuration, species, statistics, metadata;
+- ``potential.json`` — format version, model configuration, species, statistics, metadata and
+  the name of the head's method;
 - ``params.msgpack`` — the parameters (``flax.serialization``);
-- ``gmm.npz`` — the Gaussian mixture, when fitted (``gmm.save``).
+- ``<method>.npz`` — the head's fitted state, when there is one (the method's ``save``; the
+  GMM's is ``gmm.npz``, :func:`gmm.save`).
 
 The folder is written next to its destination and renamed into place, so an interrupted save never
 leaves a half-written model.
@@ -23,14 +26,13 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import ase
 import jax
 import numpy as np
 from flax import serialization
 
-import gmm as gmm_lib
 from nequip_jax._io import atomic_folder
 from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget
 from nequip_jax.model._config import NequIPConfig
@@ -38,6 +40,7 @@ from nequip_jax.model._fns import make_model_fns
 from nequip_jax.model._predict import model_jit
 
 __all__ = [
+    "Head",
     "Potential",
     "load",
     "FORMAT_VERSION",
@@ -67,25 +70,39 @@ def _counted(fn: Callable, key: Any) -> Callable:
     return traced
 
 
-@functools.lru_cache(maxsize=32)
-def potential_program(config: NequIPConfig) -> Callable:
-    """Jitted ``(params, gmm params | None, graph) -> outputs`` of every potential with
-    hyperparameters ``config`` (energies, forces, per-atom energies, features and, with a
-    mixture, the per-atom NLL of Eq. (8)).
+class Head(NamedTuple):
+    """An uncertainty head: a registered method's name and its fitted state."""
 
-    One program per configuration and process, shared by :class:`Potential`, the ASE calculator
-    and the on-the-fly surrogate, so a retrained or reloaded potential of the same
+    method: str
+    state: Any
+
+
+@functools.lru_cache(maxsize=64)
+def potential_program(config: NequIPConfig, method: str | None = None) -> Callable:
+    """Jitted ``(params, head state | None, graph) -> outputs`` of every potential with
+    hyperparameters ``config``: energies, forces, per-atom energies, features and, with an
+    uncertainty ``method`` (a :mod:`nequip_jax.uncertainty.registry` name), its per-atom score
+    ``uncertainty`` computed from the features in the same program.
+
+    One program per (configuration, method) and process, shared by :class:`Potential`, the ASE
+    calculator and the on-the-fly surrogate, so a retrained or reloaded potential of the same
     hyperparameters compiles nothing for shapes already seen.
     """
     _, predict = make_model_fns(config)
+    score = None
+    if method is not None:
+        from nequip_jax.uncertainty.protocol import ModelOutputs
+        from nequip_jax.uncertainty.registry import get_method
 
-    def run(params, gmm_params, graph):
+        score = get_method(method).score
+
+    def run(params, state, graph):
         out = predict(params, graph)
-        if gmm_params is not None:
-            out["nll"] = gmm_lib.nll(gmm_params, out["features"])
+        if score is not None:
+            out["uncertainty"] = score(state, ModelOutputs(features=out["features"]))
         return out
 
-    return model_jit(_counted(run, ("potential", config)))
+    return model_jit(_counted(run, ("potential", config, method)))
 
 
 @functools.lru_cache(maxsize=32)
@@ -175,7 +192,7 @@ class Potential:
         params: the parameter pytree.
         species: atomic numbers, in the order of the model's species index.
         statistics: training-set statistics (for reference).
-        gmm: a fitted Gaussian mixture on the final features (``gmm.GMMParams``) or ``None``.
+        head: the uncertainty head (:class:`Head`) or ``None``.
         metadata: free-form provenance (seed, epoch, ...).
     """
 
@@ -183,11 +200,24 @@ class Potential:
     params: Any
     species: tuple[int, ...]
     statistics: dict = dataclasses.field(default_factory=dict)
-    gmm: Any = None
+    head: Head | None = None
     metadata: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         self.species = tuple(int(z) for z in self.species)
+        if self.head is not None:
+            from nequip_jax.uncertainty.registry import get_method
+
+            if get_method(self.head.method).model != "potential":
+                raise ValueError(
+                    f"the uncertainty method {self.head.method!r} needs an ensemble, not one "
+                    "potential; use an Ensemble for it."
+                )
+
+    @property
+    def gmm(self):
+        """The fitted Gaussian mixture (``gmm.GMMParams``) when the head is the GMM, else None."""
+        return self.head.state if self.head is not None and self.head.method == "gmm" else None
 
     @property
     def r_max(self) -> float:
@@ -208,30 +238,34 @@ class Potential:
     def predict_graphs(self, dataset: GraphDataset, batch_size: int = 32) -> dict:
         """Predictions for a :class:`GraphDataset` built by :meth:`graphs` (see :meth:`predict`)."""
         check_dataset(dataset, self.species, self.r_max)
-        out = run_batched(
-            potential_program(self.config),
-            (self.params, self.gmm),
+        head = self.head
+        return run_batched(
+            potential_program(self.config, None if head is None else head.method),
+            (self.params, None if head is None else head.state),
             dataset,
             batch_size,
             self.config.dtype,
         )
-        if "nll" in out:
-            out["uncertainty"] = out["nll"]
-        return out
 
     def predict(self, atoms_list: Sequence[ase.Atoms], batch_size: int = 32) -> dict:
         """Predict a list of structures.
 
         Returns:
-            ``energy`` [n_structures] (eV); ``forces``, ``node_energy``, ``features`` (and ``nll``
-            when a GMM is attached): lists with one array per structure of shapes [n_atoms, 3],
-            [n_atoms], [n_atoms, feature_dim] and [n_atoms].
+            ``energy`` [n_structures] (eV); ``forces``, ``node_energy``, ``features`` (and
+            ``uncertainty``, the head's per-atom score, when a head is attached): lists with one
+            array per structure of shapes [n_atoms, 3], [n_atoms], [n_atoms, feature_dim] and
+            [n_atoms].
         """
         return self.predict_graphs(self.graphs(atoms_list), batch_size)
 
+    def with_head(self, method: str | None, state: Any = None) -> Potential:
+        """A copy with the fitted ``state`` of uncertainty ``method`` as its head (``None``: no
+        head)."""
+        return dataclasses.replace(self, head=None if method is None else Head(method, state))
+
     def with_gmm(self, gmm_params) -> Potential:
-        """A copy of this potential with ``gmm_params`` attached."""
-        return dataclasses.replace(self, gmm=gmm_params)
+        """A copy with a fitted Gaussian mixture as its head (``None``: no head)."""
+        return self.with_head(None if gmm_params is None else "gmm", gmm_params)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
@@ -244,11 +278,14 @@ class Potential:
                 "statistics": self.statistics,
                 "metadata": self.metadata,
             }
+            if self.head is not None:
+                info["uncertainty"] = self.head.method
             (tmp / "potential.json").write_text(json.dumps(info, indent=2, sort_keys=True))
             params = serialization.to_state_dict(jax.device_get(self.params))
             (tmp / "params.msgpack").write_bytes(serialization.msgpack_serialize(params))
-            if self.gmm is not None:
-                gmm_lib.save(self.gmm, tmp / "gmm.npz")
+            if self.head is not None:
+                method = _method(self.head.method)
+                method.save(self.head.state, tmp / f"{method.name}.npz")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Potential:
@@ -267,15 +304,22 @@ class Potential:
                 f"(this library reads {FORMAT_VERSION})."
             )
         params = serialization.msgpack_restore((path / "params.msgpack").read_bytes())
-        gmm_params = gmm_lib.load(path / "gmm.npz") if (path / "gmm.npz").is_file() else None
+        name = info.get("uncertainty", "gmm" if (path / "gmm.npz").is_file() else None)
+        head = None if name is None else Head(name, _method(name).load(path / f"{name}.npz"))
         return cls(
             config=NequIPConfig.from_dict(info["config"]),
             params=params,
             species=tuple(info["species"]),
             statistics=info.get("statistics", {}),
-            gmm=gmm_params,
+            head=head,
             metadata=info.get("metadata", {}),
         )
+
+
+def _method(name: str):
+    from nequip_jax.uncertainty.registry import get_method
+
+    return get_method(name)
 
 
 def load(path: str | os.PathLike) -> Potential:

@@ -1,8 +1,9 @@
 """On-the-fly active learning: uncertainty-triggered labelling in Langevin MD.
 
-``run_otf(config, workdir)`` runs (or resumes) one trajectory with a GMM, ensemble or random
-trigger (see :mod:`nequip_jax.otf.loop`); ``load_otf_config("cpu" | "tiny" | path)`` reads its
-configuration; :mod:`nequip_jax.otf.report` summarises and plots a finished run.
+``run_otf(config, workdir)`` runs (or resumes) one trajectory with an uncertainty trigger (a
+registered method: GMM, LLPR, ensemble) or the random trigger (see :mod:`nequip_jax.otf.loop`);
+``load_otf_config("cpu" | "tiny" | path)`` reads its configuration; :mod:`nequip_jax.otf.report`
+summarises and plots a finished run.
 """
 
 from nequip_jax.otf.config import PRESETS, TRIGGERS, OTFConfig, load_otf_config
@@ -11,7 +12,7 @@ from nequip_jax.otf.loop import run_otf
 from nequip_jax.otf.report import markdown_table, plot_trace, summarize_run
 from nequip_jax.otf.session import broken_reason, evaluate_errors, run_keys
 from nequip_jax.otf.state import EventLog, OTFState, load_state, read_events, save_state
-from nequip_jax.otf.surrogate import Surrogate, fit_gmm_padded, threshold_from_scores
+from nequip_jax.otf.surrogate import Surrogate, threshold_from_scores
 
 __all__ = [
     "PRESETS",
@@ -24,7 +25,6 @@ __all__ = [
     "Surrogate",
     "broken_reason",
     "evaluate_errors",
-    "fit_gmm_padded",
     "grow_budget",
     "load_otf_config",
     "load_state",

@@ -14,10 +14,12 @@ from typing import Any
 import yaml
 
 from nequip_jax.train.config import apply_overrides
+from nequip_jax.uncertainty.registry import METHODS, get_method
 
 __all__ = ["OTFConfig", "PRESETS", "load_otf_config", "TRIGGERS", "MD_BACKENDS"]
 
-TRIGGERS = ("gmm", "ensemble", "random")
+#: The triggers: every registered uncertainty method.
+TRIGGERS = tuple(METHODS)
 MD_BACKENDS = ("device", "ase")
 
 
@@ -27,9 +29,11 @@ class OTFConfig:
 
     Attributes:
         seed: the one seed of the run.
-        trigger: ``"gmm"`` (max per-atom GMM NLL, Zhu et al. 2023 Eq. (8), of one model),
-            ``"ensemble"`` (max per-atom σ of Eq. (4) over ``n_members`` models) or ``"random"``
-            (label ``random_calls`` frames at uniformly drawn steps; the baseline).
+        trigger: a registered uncertainty method (:mod:`nequip_jax.uncertainty.registry`):
+            fire on its max per-atom score — ``"gmm"`` (GMM NLL, Zhu et al. 2023 Eq. (8), of one
+            model), ``"llpr"`` (LLPR σ of one model), ``"ensemble"`` (σ of Eq. (4) over
+            ``n_members`` models); an uninformative method (``"random"``, the baseline) labels
+            ``random_calls`` frames at uniformly drawn steps instead.
         n_initial: training structures to start from (drawn from ``initial_split``).
         initial_split: 3BPA split the initial structures and the MD start come from.
         data_root: folder searched first for the 3BPA files (e.g. ``data/3bpa_xtb``).
@@ -51,13 +55,15 @@ class OTFConfig:
         min_steps_between_calls: no new oracle call within this many steps of the last one.
         max_oracle_calls: budget of training labels (uncertainty triggers).
         random_calls: oracle calls of the random baseline (usually the count of a GMM run).
-        n_members: ensemble size (``trigger="ensemble"``).
+        n_members: ensemble size (a trigger whose method needs an ensemble).
         model: NequIP hyperparameters (``nequip_jax.model.NequIPConfig`` fields).
         optim: optimisation of the initial training (``nequip_jax.train.OptimConfig`` fields).
         retrain_epochs: warm-start epochs over the grown training set after every oracle call.
         retrain_learning_rate: learning rate of the warm start (Adam, fresh moments).
         retrain_batch_size: structures per warm-start batch.
-        gmm_max_components: the GMM is refitted with K = 1 … this, lowest BIC wins.
+        head_options: per method, keyword options of its ``fit`` when the head is refitted
+            (default: the GMM tries K = 1 … 8, lowest BIC wins, on features padded to multiples
+            of 1024 rows so the growing training set reuses one compiled sweep).
         error_every: every this many steps, label the current frame for a true-error sample
             (diagnostic only, never trained on; 0 turns it off).
         trace_every: log the uncertainty every this many steps.
@@ -94,7 +100,9 @@ class OTFConfig:
     retrain_epochs: int = 10
     retrain_learning_rate: float = 0.002
     retrain_batch_size: int = 5
-    gmm_max_components: int = 8
+    head_options: dict = dataclasses.field(
+        default_factory=lambda: {"gmm": {"max_components": 8, "bucket": 1024}}
+    )
     error_every: int = 100
     trace_every: int = 1
     checkpoint_every: int = 250
@@ -117,15 +125,29 @@ class OTFConfig:
             problems.append("labels='files' needs data_root (a 3BPA@xTB folder)")
         if not 0.0 <= self.threshold_percentile <= 100.0:
             problems.append(f"threshold_percentile={self.threshold_percentile} not in [0, 100]")
-        for name in ("n_initial", "n_steps", "retrain_batch_size", "gmm_max_components"):
+        for name in ("n_initial", "n_steps", "retrain_batch_size"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be at least 1")
-        if self.trigger == "ensemble" and self.n_members < 2:
+        if self.trigger in TRIGGERS and self.ensemble and self.n_members < 2:
             problems.append(f"n_members={self.n_members}: an ensemble needs at least 2")
         if self.timestep_fs <= 0 or self.temperature_K < 0 or self.friction_per_fs < 0:
             problems.append("timestep_fs must be > 0, temperature_K and friction_per_fs >= 0")
         if problems:
             raise ValueError("invalid OTFConfig: " + "; ".join(problems) + ".")
+
+    @property
+    def ensemble(self) -> bool:
+        """Whether the trigger's method needs an ensemble."""
+        return get_method(self.trigger).model == "ensemble"
+
+    @property
+    def informative(self) -> bool:
+        """Whether the trigger thresholds a score (False: the random baseline's schedule)."""
+        return get_method(self.trigger).informative
+
+    def fit_options(self) -> dict:
+        """Keyword options of the trigger method's ``fit``."""
+        return dict(self.head_options.get(self.trigger, {}))
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -199,7 +221,7 @@ PRESETS: dict[str, dict] = {
             "max_epochs": 3,
         },
         "retrain_epochs": 2,
-        "gmm_max_components": 2,
+        "head_options": {"gmm": {"max_components": 2, "bucket": 1024}},
         "error_every": 20,
         "checkpoint_every": 10,
         "n_test": 4,

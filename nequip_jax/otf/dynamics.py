@@ -27,7 +27,6 @@ Verlet and follow the same trajectory to float tolerance.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -175,7 +174,7 @@ class DeviceDriver:
     """BAOAB segments on the device (see the module notes); :meth:`advance` runs one segment.
 
     Args:
-        surrogate: the model (a potential, with its GMM for the GMM trigger, or a one-group
+        surrogate: the model (a potential, with the head of its trigger, or a one-group
             ensemble).
         atoms: the MD structure; its positions and momenta follow the device state after every
             segment.
@@ -197,13 +196,13 @@ class DeviceDriver:
         """The device state from the atoms' positions and momenta, with a fresh neighbour list
         (what a run resumed at ``step`` starts with), for ``surrogate``'s weights."""
         c = self.config
-        model = surrogate.model
-        if not surrogate.is_ensemble and not surrogate.use_gmm:
-            model = dataclasses.replace(model, gmm=None)
+        model = surrogate.scoring_model()
         self.has_uncertainty = surrogate.has_uncertainty
         self.float64 = surrogate.config.dtype == "float64"
         with self._x64():
-            self.system = make_system(model, self.atoms.numbers, skin=c.skin)
+            self.system = make_system(
+                model, self.atoms.numbers, skin=c.skin, ensemble_method=surrogate.method
+            )
             dtype = self.system.dtype
             segment, start = _programs(self.system.key)
             settings = (

@@ -2,11 +2,12 @@
 
 The loop that Zhu et al. (J. Chem. Phys. 2023, Introduction) motivate their fast uncertainty
 with: run MD with the machine-learned potential; at every step compare the structure's maximum
-per-atom uncertainty (Eq. (12) with the GMM NLL of Eq. (8), or the ensemble σ of Eq. (4)) with a
-threshold set from the training set; when it is exceeded, label the structure with the
-reference method (the oracle), add it to the training set, refit the model from its current
-weights and refit the GMM, then continue the trajectory. A random trigger with a fixed number of
-oracle calls is the baseline.
+per-atom uncertainty (Eq. (12) with the trigger's registered method: the GMM NLL of Eq. (8),
+LLPR, or the ensemble σ of Eq. (4)) with a threshold set from the training set; when it is
+exceeded, label the structure with the reference method (the oracle), add it to the training set,
+refit the model from its current weights and refit the head, then continue the trajectory. The
+random method, which carries no information, labels a fixed number of frames at random steps:
+the baseline.
 
 Work folder:
 
@@ -18,7 +19,7 @@ Work folder:
 
 Randomness: one ``jax.random.key(config.seed)`` split into the keys of the initial draw, the
 test draw, the Langevin noise (a numpy PCG64 generator whose state is checkpointed), the
-fine-tuning batch order, the GMM seeding and the random baseline's steps.
+fine-tuning batch order, the head fit (e.g. the GMM seeding) and the random baseline's steps.
 
 Determinism of a resumed run: at every checkpoint the calculator (and so its Verlet neighbour
 list) is rebuilt, the training set is re-read from its file and the MD state is stored with full
@@ -63,7 +64,7 @@ __all__ = ["run_otf"]
 
 
 def _learn(run, state, log, surrogate, tuner, train_atoms, frame, labels, score):
-    """Add the labelled frame, fine-tune from the current weights, refit the GMM and the
+    """Add the labelled frame, fine-tune from the current weights, refit the head and the
     threshold, save the new model; returns the new training set and surrogate."""
     c = run.config
     # Grow the training set through its file, so that a resumed run sees the same numbers.
@@ -76,11 +77,11 @@ def _learn(run, state, log, surrogate, tuner, train_atoms, frame, labels, score)
         tuner,
         epochs=c.retrain_epochs,
         key=jax.random.fold_in(run.keys["tune"], state.n_oracle_calls),
-        gmm_key=jax.random.fold_in(run.keys["gmm"], state.n_oracle_calls),
-        gmm_max_components=c.gmm_max_components,
+        head_key=jax.random.fold_in(run.keys["head"], state.n_oracle_calls),
+        head_options=c.fit_options(),
     )
     state.timers["train"] += info["train_s"]
-    state.timers["gmm"] += info.get("gmm_s", 0.0)
+    state.timers["head"] += info.get("head_s", 0.0)
     if surrogate.has_uncertainty:
         state.threshold = threshold_from_scores(
             surrogate.structure_scores(train_atoms), c.threshold_percentile
@@ -94,8 +95,8 @@ def _learn(run, state, log, surrogate, tuner, train_atoms, frame, labels, score)
         epochs=c.retrain_epochs,
         train_forces_rmse=last.get("forces_rmse"),
         train_s=info["train_s"],
-        gmm_s=info.get("gmm_s"),
-        gmm_components=info.get("gmm_components"),
+        head_s=info.get("head_s"),
+        head=info.get("head"),
         refit_s=refit_s,
         threshold=state.threshold,
         compiles=tuner.n_compiles,
@@ -152,7 +153,7 @@ def run_otf(
     keep = 0 if state is None else state.log_lines  # drop events after the checkpoint
     with EventLog(run.workdir / "events.jsonl", keep=keep) as log:
         if state is not None:
-            surrogate = Surrogate.load(run.workdir / state.model_dir, use_gmm=c.trigger == "gmm")
+            surrogate = Surrogate.load(run.workdir / state.model_dir, method=c.trigger)
             run.total_at_start = state.timers["total"]
             log.write("resume", step=state.step)
             run.say(f"resuming at step {state.step} ({state.n_oracle_calls} oracle calls)")
@@ -179,7 +180,7 @@ def _next_stop(state, c: OTFConfig, random_steps: list[int], stop_at_step) -> in
     for every in (c.error_every, c.checkpoint_every):
         if every:
             candidates.append((step // every + 1) * every)
-    if c.trigger == "random":
+    if not c.informative:
         candidates += [s for s in random_steps if s > step][:1]
     if stop_at_step is not None:
         candidates.append(max(stop_at_step, step + 1))
@@ -209,7 +210,7 @@ def _md_loop(run: Session, state, log: EventLog, surrogate: Surrogate, stop_at_s
     atoms = md_atoms(state, c)
     driver = make_driver(surrogate, atoms, c, rng=rng, key=run.keys["md"], step=state.step)
     random_steps = sorted(state.random_steps)
-    budget = c.random_calls if c.trigger == "random" else c.max_oracle_calls
+    budget = c.max_oracle_calls if c.informative else c.random_calls
     stopped = False
 
     while state.step < c.n_steps:
@@ -219,7 +220,7 @@ def _md_loop(run: Session, state, log: EventLog, surrogate: Surrogate, stop_at_s
             stopped = True
             break
         may_fire = (
-            c.trigger != "random"
+            c.informative
             and surrogate.has_uncertainty
             and state.n_oracle_calls < budget
             and state.threshold is not None
@@ -251,7 +252,7 @@ def _md_loop(run: Session, state, log: EventLog, surrogate: Surrogate, stop_at_s
         reason = broken_reason(
             atoms.positions, forces, c.broken_min_distance, c.broken_max_neighbour_distance
         )
-        if c.trigger == "random":
+        if not c.informative:
             fire = step in state.random_steps
         else:
             fire = (

@@ -15,6 +15,7 @@ import numpy as np
 
 from nequip_jax.otf.state import load_state, read_events
 from nequip_jax.uncertainty.metrics import spearman
+from nequip_jax.uncertainty.registry import get_method
 
 __all__ = ["summarize_run", "plot_trace", "markdown_table"]
 
@@ -119,7 +120,8 @@ def plot_trace(workdir: str | Path, path: str | Path, *, title: str | None = Non
         top.axvline(
             e["step"] * dt, color="C7", lw=1.0, ls=":", label="MD restart" if i == 0 else None
         )
-    unit = "NLL (nats)" if start["config"]["trigger"] == "gmm" else "σ (eV/Å)"
+    method = get_method(start["config"]["trigger"])
+    unit = f"{method.label} ({method.unit})"
     top.set_ylabel(f"uncertainty, {unit}" if np.any(np.isfinite(scores)) else "(no uncertainty)")
     top.legend(loc="upper right", fontsize=8)
     for group, marker, name in ((samples, "o", "sampled frame"), (calls, "x", "labelled frame")):
@@ -165,7 +167,7 @@ def markdown_table(summaries: dict[str, dict], splits: Sequence[str]) -> str:
             str(s["n_oracle_calls"]),
             str(s["n_resets"]),
             f"{t['total'] / 60:.1f}",
-            f"{t['md']:.0f} / {t['oracle']:.0f} / {t['train'] + t['gmm']:.0f}",
+            f"{t['md']:.0f} / {t['oracle']:.0f} / {t['train'] + t['head']:.0f}",
         ]
         final = s["errors"].get("final", {})
         for split in splits:

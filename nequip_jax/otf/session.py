@@ -43,7 +43,7 @@ __all__ = [
     "run_keys",
 ]
 
-_KEYS = ("initial", "test", "md", "tune", "gmm", "random")
+_KEYS = ("initial", "test", "md", "tune", "head", "random")
 
 
 def run_keys(seed: int) -> dict[str, jax.Array]:
@@ -65,7 +65,7 @@ def initial_model_folder(config: OTFConfig, cache_dir: str | Path) -> Path:
     ``cache_dir/initial_<single|ensemble>_<tag>``, the tag a hash of the labels, the initial
     data, the model, the optimiser and the member count (runs that agree share it)."""
     c = config
-    ensemble = c.trigger == "ensemble"
+    ensemble = c.ensemble
     tag = _tag(
         {
             "data": label_tag(c.seed, c.data_root, c.labels, c.oracle),
@@ -180,7 +180,7 @@ class Session:
     def initial_surrogate(self, frames) -> Surrogate:
         """The model trained from scratch on the initial structures (cached per setting)."""
         c = self.config
-        ensemble = c.trigger == "ensemble"
+        ensemble = c.ensemble
         folder = initial_model_folder(c, self.cache_dir)
         saved = folder / ("ensemble" if ensemble else "model")
         if not saved.is_dir():
@@ -192,7 +192,7 @@ class Session:
                 )
             else:
                 train(run, folder, data=(frames, []), verbose=self.verbose)
-        return Surrogate.load(saved, use_gmm=c.trigger == "gmm")
+        return Surrogate.load(saved, method=c.trigger)
 
     # ------------------------------------------------------------------ checkpoints
     def elapsed(self) -> float:
@@ -218,19 +218,20 @@ class Session:
 def new_state(
     run: Session, frames: list[ase.Atoms], surrogate: Surrogate, log: EventLog
 ) -> tuple[OTFState, Surrogate]:
-    """The state at step 0: GMM fitted (GMM trigger), threshold from the training set, start
-    structure with Maxwell–Boltzmann velocities at the run's temperature, the random baseline's
-    steps drawn; model 0 and training set 0 written. Returns the state and the surrogate."""
+    """The state at step 0: the head fitted (a potential's informative trigger), threshold from
+    the training set, start structure with Maxwell–Boltzmann velocities at the run's
+    temperature, the random baseline's steps drawn; model 0 and training set 0 written.
+    Returns the state and the surrogate."""
     c = run.config
     scores_fn = surrogate.structure_scores if surrogate.has_uncertainty else None
     threshold = None
-    gmm = None
-    if c.trigger == "gmm":
+    head = None
+    if not surrogate.is_ensemble and surrogate.informative:
         t0 = time.perf_counter()
-        surrogate, k = surrogate.fit_gmm(
-            frames, key=jax.random.fold_in(run.keys["gmm"], 0), max_components=c.gmm_max_components
+        surrogate, described = surrogate.fit_head(
+            frames, key=jax.random.fold_in(run.keys["head"], 0), **c.fit_options()
         )
-        gmm = {"step": 0, "components": k, "gmm_s": time.perf_counter() - t0}
+        head = {"step": 0, "method": c.trigger, **described, "head_s": time.perf_counter() - t0}
         scores_fn = surrogate.structure_scores
     if scores_fn is not None:
         threshold = threshold_from_scores(scores_fn(frames), c.threshold_percentile)
@@ -240,7 +241,7 @@ def new_state(
     Stationary(start)
     ZeroRotation(start)
     random_steps: list[int] = []
-    if c.trigger == "random":
+    if not c.informative:
         pick = np.random.default_rng(_numpy_seed(run.keys["random"]))
         n = min(c.random_calls, c.n_steps)
         random_steps = sorted(int(s) for s in pick.choice(c.n_steps, n, replace=False) + 1)
@@ -262,7 +263,7 @@ def new_state(
         model_dir="model_0000",
         train_file="train_0000.xyz",
         log_lines=0,
-        timers={k: 0.0 for k in ("md", "oracle", "diagnostic", "train", "gmm", "eval", "total")},
+        timers={k: 0.0 for k in ("md", "oracle", "diagnostic", "train", "head", "eval", "total")},
     )
     log.write(
         "start",
@@ -272,9 +273,9 @@ def new_state(
         oracle=run.oracle.provenance(),
         random_steps=random_steps,
     )
-    if gmm is not None:
-        state.timers["gmm"] += gmm["gmm_s"]
-        log.write("gmm", **gmm)
+    if head is not None:
+        state.timers["head"] += head["head_s"]
+        log.write("head", **head)
     return state, surrogate
 
 

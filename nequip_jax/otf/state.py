@@ -44,7 +44,7 @@ class OTFState:
         model_dir / train_file: names (inside the work folder) of the current model folder and
             training set.
         log_lines: lines of ``events.jsonl`` belonging to the run at this checkpoint.
-        timers: accumulated wall seconds per activity (``md``, ``oracle``, ``train``, ``gmm``,
+        timers: accumulated wall seconds per activity (``md``, ``oracle``, ``train``, ``head``,
             ``diagnostic``, ``total``).
         done: the run reached ``n_steps`` and was evaluated.
     """

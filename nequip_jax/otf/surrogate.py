@@ -5,9 +5,11 @@ batch predictions with a fixed padded shape (the training set grows by one struc
 call; a fixed shape keeps that from recompiling), the training-set uncertainty that sets the
 trigger threshold, warm-start refits and persistence.
 
-Uncertainty (per atom): the GMM negative log-likelihood of Zhu et al. (2023), Eq. (8), of the
-final scalar features, or the ensemble force uncertainty σ of Eq. (4). Structure score: the
-maximum over atoms (Eq. (12)).
+Uncertainty (per atom): the trigger's registered method (:mod:`nequip_jax.uncertainty.registry`)
+— a head of the potential fitted on its training features (the GMM negative log-likelihood of Zhu
+et al. (2023), Eq. (8), LLPR, ...) or an ensemble method (the force uncertainty σ of Eq. (4)). A
+method that carries no information (the random baseline) gives no uncertainty. Structure score:
+the maximum over atoms (Eq. (12)).
 """
 
 from __future__ import annotations
@@ -21,20 +23,20 @@ import ase
 import jax
 import numpy as np
 
-import gmm as gmm_lib
 from nequip_jax.calculator import NequIPCalculator
 from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget, round_up
 from nequip_jax.model import Potential
 from nequip_jax.model.potential import ensemble_program, potential_program, run_batched
 from nequip_jax.otf.finetune import FineTuner, grow_budget
 from nequip_jax.uncertainty.ensemble import Ensemble
-from nequip_jax.uncertainty.gmm_head import fit_feature_gmm
-from nequip_jax.uncertainty.metrics import ensemble_mean_forces, ensemble_sigma
+from nequip_jax.uncertainty.metrics import ensemble_mean_forces
+from nequip_jax.uncertainty.protocol import ModelOutputs
+from nequip_jax.uncertainty.registry import get_method
 
-__all__ = ["Surrogate", "fit_gmm_padded", "threshold_from_scores"]
+__all__ = ["Surrogate", "threshold_from_scores"]
 
 _EVAL_BATCH = 16
-_GMM_BUCKET = 1024
+_SCORE_BUCKET = 1024
 
 
 def threshold_from_scores(scores: np.ndarray, percentile: float) -> float:
@@ -55,39 +57,42 @@ def threshold_from_scores(scores: np.ndarray, percentile: float) -> float:
     return float(np.percentile(scores, percentile))
 
 
-def fit_gmm_padded(
-    features: np.ndarray, *, key: jax.Array, max_components: int, bucket: int = _GMM_BUCKET
-) -> tuple[gmm_lib.GMMParams, int]:
-    """The GMM head's fit (:func:`nequip_jax.uncertainty.gmm_head.fit_feature_gmm`, BIC over
-    K = 1 … ``max_components``) on features padded to a multiple of ``bucket`` rows, so that a
-    training set that grows by one structure at a time reuses the compiled sweep.
-
-    Returns:
-        ``(params, K)``; the parameters are float64 numpy arrays.
-    """
-    params, _ = fit_feature_gmm(features, key=key, max_components=max_components, bucket=bucket)
-    return params, int(params.weights.shape[0])
-
-
-def _gmm_nll(params: gmm_lib.GMMParams, features: np.ndarray, bucket: int = _GMM_BUCKET):
+def _host_score(method, state, features: np.ndarray, bucket: int = _SCORE_BUCKET) -> np.ndarray:
+    """``method.score`` on float64 features padded to a multiple of ``bucket`` rows (one
+    compiled shape while the training set grows), real rows returned."""
     x = np.asarray(features, dtype=np.float64)
     padded = np.zeros((round_up(len(x), bucket), x.shape[1]))
     padded[: len(x)] = x
     with jax.enable_x64(True):
-        return np.asarray(gmm_lib.nll(params, padded))[: len(x)]
+        return np.asarray(method.score(state, ModelOutputs(features=padded)))[: len(x)]
 
 
 @dataclasses.dataclass
 class Surrogate:
-    """A potential (``model`` a :class:`Potential`; its ``gmm`` gives the uncertainty when
-    ``use_gmm``) or a one-group :class:`Ensemble` (σ of Eq. (4)).
+    """A potential (``model`` a :class:`Potential`, whose head is fitted for ``method``) or a
+    one-group :class:`Ensemble` scored by the ensemble method ``method``.
+
+    Attributes:
+        model: the potential or ensemble.
+        method: the registered uncertainty method of the trigger (default: ``"ensemble"`` for
+            an ensemble; the potential's head, else ``"gmm"``).
     """
 
     model: Potential | Ensemble
-    use_gmm: bool = True
+    method: str | None = None
 
     def __post_init__(self):
         self._budget: PaddingBudget | None = None
+        if self.method is None:  # an ensemble's σ; a potential's own head, else the GMM
+            head = None if isinstance(self.model, Ensemble) else self.model.head
+            self.method = "ensemble" if isinstance(self.model, Ensemble) else "gmm"
+            self.method = head.method if head is not None else self.method
+        kind = get_method(self.method).model
+        if kind != ("ensemble" if isinstance(self.model, Ensemble) else "potential"):
+            raise ValueError(
+                f"the uncertainty method {self.method!r} needs a {kind} model, got a "
+                f"{type(self.model).__name__}."
+            )
         if isinstance(self.model, Ensemble) and len(self.model.groups) != 1:
             raise ValueError(
                 f"an on-the-fly ensemble must be one group of same-shaped members, got "
@@ -116,31 +121,43 @@ class Surrogate:
         return tuple(self.model.species)
 
     @property
+    def informative(self) -> bool:
+        """Whether the method's score carries information (not the random baseline)."""
+        return get_method(self.method).informative
+
+    @property
     def has_uncertainty(self) -> bool:
-        return self.is_ensemble or (self.use_gmm and self.model.gmm is not None)
+        return self.informative and (self.is_ensemble or self.model.head is not None)
+
+    def scoring_model(self) -> Potential | Ensemble:
+        """The model as the calculator and MD see it: a potential keeps its head only when
+        it gives the trigger's uncertainty."""
+        if not self.is_ensemble and not self.has_uncertainty:
+            return self.model.with_head(None)
+        return self.model
 
     @property
     def params(self):
         return self.model.groups[0].params if self.is_ensemble else self.model.params
 
     def with_params(self, params) -> Surrogate:
-        """A copy with new parameters (same configuration; the GMM is dropped: refit it)."""
+        """A copy with new parameters (same configuration; a head is dropped: refit it)."""
         if self.is_ensemble:
             group = self.model.groups[0]
             new = dataclasses.replace(group, params=params)
             model = dataclasses.replace(self.model, groups=[new])
         else:
-            model = dataclasses.replace(self.model, params=params, gmm=None)
-        out = Surrogate(model, self.use_gmm)
+            model = dataclasses.replace(self.model, params=params, head=None)
+        out = Surrogate(model, self.method)
         out._budget = self._budget
         return out
 
     # ------------------------------------------------------------------ evaluation
     def calculator(self, skin: float = 0.5) -> NequIPCalculator:
         """An ASE calculator (``results["uncertainty"]`` when :attr:`has_uncertainty`)."""
-        model = self.model
-        if not self.is_ensemble and not self.use_gmm:
-            model = dataclasses.replace(model, gmm=None)
+        model = self.scoring_model()
+        if self.is_ensemble:
+            return NequIPCalculator(model, uncertainty=self.method, skin=skin)
         return NequIPCalculator(model, skin=skin)
 
     def graphs(self, atoms_list: Sequence[ase.Atoms]) -> GraphDataset:
@@ -164,10 +181,14 @@ class Surrogate:
                 member_axis=True,
                 budget=self._budget,
             )
+            method = get_method(self.method)
+            state = method.fit()
             return {
                 "energy": out["energy"].mean(axis=0),
                 "forces": [ensemble_mean_forces(f) for f in out["forces"]],
-                "uncertainty": [ensemble_sigma(f) for f in out["forces"]],
+                "uncertainty": [
+                    method.score(state, ModelOutputs(member_forces=f)) for f in out["forces"]
+                ],
                 "member_forces": out["forces"],
             }
         out = run_batched(
@@ -180,14 +201,18 @@ class Surrogate:
         )
         result = {"energy": out["energy"], "forces": out["forces"], "features": out["features"]}
         if self.has_uncertainty:
-            nll = _gmm_nll(self.model.gmm, np.concatenate(out["features"]))
-            result["uncertainty"] = np.split(nll, np.cumsum([len(a) for a in atoms_list])[:-1])
+            head = self.model.head
+            u = _host_score(get_method(head.method), head.state, np.concatenate(out["features"]))
+            result["uncertainty"] = np.split(u, np.cumsum([len(a) for a in atoms_list])[:-1])
         return result
 
     def structure_scores(self, atoms_list: Sequence[ase.Atoms]) -> np.ndarray:
         """[n] max per-atom uncertainty of each structure (Zhu et al. 2023, Eq. (12))."""
         if not self.has_uncertainty:
-            raise ValueError("this surrogate has no uncertainty (a potential without a GMM).")
+            raise ValueError(
+                f"this surrogate has no uncertainty (method {self.method!r}, a potential without "
+                "a fitted head or an uninformative method)."
+            )
         return np.array([u.max() for u in self.predict(atoms_list)["uncertainty"]])
 
     # ------------------------------------------------------------------ refitting
@@ -198,45 +223,46 @@ class Surrogate:
         *,
         epochs: int,
         key: jax.Array,
-        gmm_key: jax.Array,
-        gmm_max_components: int = 8,
+        head_key: jax.Array,
+        head_options: dict | None = None,
     ) -> tuple[Surrogate, dict]:
-        """Warm-start fine-tuning on ``train_atoms``, then a new GMM (single model with
-        ``use_gmm``) on the new training features.
+        """Warm-start fine-tuning on ``train_atoms``, then (a potential with an informative
+        method) a new head fitted on the new training features.
 
         Args:
             train_atoms: the labelled training structures.
             tuner: the :class:`FineTuner` of this model configuration.
             epochs: fine-tuning epochs.
-            key: batch-order key; gmm_key: k-means++ key of the GMM.
-            gmm_max_components: K = 1 … this, lowest BIC wins.
+            key: batch-order key; head_key: the key of the head's fit.
+            head_options: keyword options of the method's ``fit`` (e.g. the GMM's
+                ``max_components``).
 
         Returns:
             ``(new_surrogate, info)``; ``info`` has the fine-tuning ``history``, ``train_s`` and,
-            with a GMM, ``gmm_components`` and ``gmm_s`` (wall seconds).
+            with a head, ``head`` (the method's ``describe``) and ``head_s`` (wall seconds).
         """
         t0 = time.perf_counter()
         dataset = GraphDataset(train_atoms, self.config.r_max, self.species, source="OTF set")
         result = tuner.run(self.params, dataset, epochs=epochs, key=key)
         new = self.with_params(result.params)
         info = {"history": result.history, "train_s": time.perf_counter() - t0}
-        if not new.is_ensemble and new.use_gmm:
+        if not new.is_ensemble and new.informative:
             t0 = time.perf_counter()
-            new, info["gmm_components"] = new.fit_gmm(
-                train_atoms, key=gmm_key, max_components=gmm_max_components
-            )
-            info["gmm_s"] = time.perf_counter() - t0
+            new, info["head"] = new.fit_head(train_atoms, key=head_key, **(head_options or {}))
+            info["head_s"] = time.perf_counter() - t0
         return new, info
 
-    def fit_gmm(
-        self, train_atoms: Sequence[ase.Atoms], *, key: jax.Array, max_components: int
-    ) -> tuple[Surrogate, int]:
-        """A copy with a GMM fitted on the final features of ``train_atoms`` (BIC over K)."""
+    def fit_head(
+        self, train_atoms: Sequence[ase.Atoms], *, key: jax.Array, **options
+    ) -> tuple[Surrogate, dict]:
+        """A copy whose potential carries the method's head fitted on the final features of
+        ``train_atoms``; returns it and the method's ``describe`` of the fitted state."""
+        method = get_method(self.method)
         features = np.concatenate(self.predict(train_atoms)["features"])
-        params, k = fit_gmm_padded(features, key=key, max_components=max_components)
-        out = Surrogate(self.model.with_gmm(params), self.use_gmm)
+        state = method.fit(ModelOutputs(features=features), key=key, **options)
+        out = Surrogate(self.model.with_head(method.name, state), self.method)
         out._budget = self._budget
-        return out, k
+        return out, method.describe(state)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
@@ -244,8 +270,11 @@ class Surrogate:
         self.model.save(path)
 
     @classmethod
-    def load(cls, path: str | Path, *, use_gmm: bool = True) -> Surrogate:
+    def load(cls, path: str | Path, *, method: str | None = None) -> Surrogate:
+        """The surrogate of a saved potential or ensemble folder for the trigger ``method``
+        (default: ``"ensemble"`` for an ensemble, the saved head's method or ``"gmm"`` for a
+        potential)."""
         path = Path(path)
         if (path / "ensemble.json").is_file():
-            return cls(Ensemble.load(path), use_gmm=False)
-        return cls(Potential.load(path), use_gmm=use_gmm)
+            return cls(Ensemble.load(path), method)
+        return cls(Potential.load(path), method)

@@ -18,8 +18,11 @@ import numpy as np
 import gmm as gmm_lib
 from nequip_jax.data import round_up
 from nequip_jax.model.potential import Potential
+from nequip_jax.uncertainty.metrics import aggregate_nll
+from nequip_jax.uncertainty.protocol import ModelOutputs, UncertaintyMethod, array_module
 
 __all__ = [
+    "GMM",
     "training_features",
     "fit_feature_gmm",
     "fit_gmm_uncertainty",
@@ -130,3 +133,38 @@ def format_selection_table(table, chosen: int | None = None) -> str:
             f"{float(row.lower_bound):.4f} | {bool(row.converged)} |"
         )
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# the GMM as an uncertainty method
+
+
+def _fit(train_outputs: ModelOutputs, *, key: jax.Array, **options) -> gmm_lib.GMMParams:
+    params, _ = fit_feature_gmm(train_outputs.features, key=key, **options)
+    return params
+
+
+def _score(state: gmm_lib.GMMParams, outputs: ModelOutputs):
+    """Per-atom NLL of the features (Eq. (8)); float64 numpy on the host, traced in a program."""
+    if array_module(outputs.features) is np:
+        with jax.enable_x64(True):
+            return np.asarray(gmm_lib.nll(state, np.asarray(outputs.features, np.float64)))
+    return gmm_lib.nll(state, outputs.features)
+
+
+#: Zhu et al. (2023): the per-atom negative log-likelihood (Eq. (8), nats) of a Gaussian
+#: mixture fitted on the training set's final scalar features (:func:`fit_feature_gmm`,
+#: options ``max_components``, ``candidates``, ``criterion``, ``bucket``, ``max_iter``, …);
+#: a structure's score is the sum over its atoms.
+GMM = UncertaintyMethod(
+    name="gmm",
+    model="potential",
+    unit="nats",
+    label="GMM",
+    fit=_fit,
+    score=_score,
+    aggregate=aggregate_nll,
+    save=lambda state, path: gmm_lib.save(state, path),
+    load=gmm_lib.load,
+    describe=lambda state: {"n_components": int(np.shape(state.weights)[0])},
+)

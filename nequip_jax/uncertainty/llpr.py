@@ -30,11 +30,23 @@ Host-side numpy. States are NamedTuples of arrays and floats (``np.savez(path,
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
+from nequip_jax.uncertainty.metrics import aggregate_sigma
+from nequip_jax.uncertainty.protocol import (
+    ModelOutputs,
+    UncertaintyMethod,
+    array_module,
+    load_state,
+    save_state,
+)
+
 __all__ = [
+    "LLPR",
     "LLPRState",
     "calibrate_llpr",
     "fit_llpr",
@@ -280,3 +292,38 @@ def calibrate_llpr(
     else:
         inv_chol, inv_cov = _factor(state.gram, reg)
     return state._replace(inv_chol=inv_chol, inv_cov=inv_cov, reg=reg, alpha2=float(alpha2[best]))
+
+
+# ---------------------------------------------------------------------------------------------
+# the per-atom LLPR as an uncertainty method
+
+
+def _fit(train_outputs: ModelOutputs, *, key=None, reg: float | None = None) -> LLPRState:
+    del key  # deterministic
+    return fit_llpr(train_outputs.features, reg=reg)
+
+
+def _score(state: LLPRState, outputs: ModelOutputs):
+    """Per-atom σ = sqrt(α² ‖L⁻¹ f‖²) (the per-atom proxy of the module docstring)."""
+    features = outputs.features
+    if array_module(features) is np:
+        return np.sqrt(llpr_variance(state, features))
+    z = features @ jnp.asarray(state.inv_chol, features.dtype).T
+    return jnp.sqrt(state.alpha2 * jnp.sum(z * z, axis=-1))
+
+
+#: Bigi et al. (2024), per-atom proxy: σ_i = α sqrt(f_iᵀ (ΦᵀΦ + ς² I)⁻¹ f_i) on the final scalar
+#: features (one row per training atom, α² = 1 unless calibrated with :func:`calibrate_llpr`);
+#: a structure's score is the square root of the summed atomic variances, like the ensemble's.
+LLPR = UncertaintyMethod(
+    name="llpr",
+    model="potential",
+    unit="α",
+    label="LLPR",
+    fit=_fit,
+    score=_score,
+    aggregate=aggregate_sigma,
+    save=save_state,
+    load=lambda path: load_state(LLPRState, Path(path)),
+    describe=lambda state: {"reg": float(state.reg), "alpha2": float(state.alpha2)},
+)

@@ -295,4 +295,4 @@ def test_one_program_per_configuration_and_shape(
     assert counted.n == 0 and trace_count() == before
     np.testing.assert_array_equal(first["energy"], second["energy"])
     calc = NequIPCalculator(again)
-    assert calc._backend._fn is potential_program(potential64.config)
+    assert calc._backend._fn is potential_program(potential64.config, again.head.method)

@@ -27,7 +27,7 @@ def test_functions_equal_predict(x64, potential64, frames_300K):
         np.testing.assert_allclose(energy, pred["energy"][i], rtol=1e-10)
         np.testing.assert_allclose(force, pred["forces"][i], atol=1e-10)
         np.testing.assert_allclose(-grad, pred["forces"][i], atol=1e-10)
-        np.testing.assert_allclose(uncertainty, pred["nll"][i], atol=1e-8)
+        np.testing.assert_allclose(uncertainty, pred["uncertainty"][i], atol=1e-8)
 
 
 def test_jax_md_nve_follows_run_md(x64, potential64, frames_300K):

@@ -41,11 +41,11 @@ def test_potential_and_ensemble_match_predict(x64, potential64, ensemble64, fram
     ):
         np.testing.assert_allclose(energy, pred["energy"][i], rtol=1e-10)
         np.testing.assert_allclose(forces, pred["forces"][i], atol=1e-10)
-        np.testing.assert_allclose(nll, pred["nll"][i], atol=1e-8)
+        np.testing.assert_allclose(nll, pred["uncertainty"][i], atol=1e-8)
     one_group = Ensemble(groups=[ensemble64.groups[0]], species=ensemble64.species)
     pred = one_group.predict(frames)
     system = make_system(one_group, frames[0].numbers)
-    assert system.uncertainty == "ensemble_sigma"
+    assert system.uncertainty == "ensemble"
     for i, (energy, forces, sigma) in enumerate(_evaluate_frames(system, frames)):
         np.testing.assert_allclose(energy, pred["energy"][i], rtol=1e-10)
         np.testing.assert_allclose(forces, pred["forces"][i], atol=1e-10)
@@ -248,7 +248,7 @@ def test_cli_writes_trajectory_with_uncertainty_and_summary(potential64, frames_
     assert [a.info["step"] for a in frames[:4]] == [5, 10, 15, 20]
     assert all(a.arrays["uncertainty"].shape == (len(a),) for a in frames)
     summary = json.loads(out.with_suffix(".json").read_text())
-    assert summary["steps"] == [20, 20] and summary["uncertainty"] == "gmm_nll"
+    assert summary["steps"] == [20, 20] and summary["uncertainty"] == "gmm"
     assert summary["stop_step"] == [None, None] and summary["replicas"] == 2
     with pytest.raises(SystemExit, match="frame"):
         main([*argv[:3], "--steps", "1", "--frame", "3", "--out", str(out)])
@@ -292,7 +292,7 @@ def test_new_weights_and_settings_reuse_the_compiled_programs(
     first = run_md(potential64, frames_300K[0], temperature_K=300.0, **kwargs)
     params = jax.tree.map(np.asarray, potential64.params)
     params["params"]["energy_scale"] = 2.0 * params["params"]["energy_scale"]
-    other = Potential(potential64.config, params, potential64.species, gmm=potential64.gmm)
+    other = Potential(potential64.config, params, potential64.species, head=potential64.head)
     with lowerings() as counted:
         second = run_md(other, frames_300K[0], temperature_K=300.0, **kwargs)
         hotter = run_md(

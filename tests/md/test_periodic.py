@@ -66,7 +66,7 @@ def test_periodic_potential_equals_predict(x64, potential64, frames_300K, name):
         energy, forces, nll, _ = evaluate(x, nbrs)
         np.testing.assert_allclose(float(energy), pred["energy"][k], rtol=1e-10)
         np.testing.assert_allclose(np.asarray(forces), pred["forces"][k], atol=1e-10)
-        np.testing.assert_allclose(np.asarray(nll), pred["nll"][k], atol=1e-8)
+        np.testing.assert_allclose(np.asarray(nll), pred["uncertainty"][k], atol=1e-8)
         # Images are within the cutoff: edges with shifts, and not the isolated molecule.
         assert np.abs(np.asarray(nbrs.shifts)[np.asarray(nbrs.mask)]).max() > 5.0
         assert abs(float(energy) - isolated["energy"][k]) > 1e-8

@@ -40,7 +40,7 @@ def _check(potential, molecules, outputs):
     for i, (energy, forces, uncertainty) in enumerate(outputs):
         np.testing.assert_allclose(energy, reference["energy"][i], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(forces, reference["forces"][i], rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(uncertainty, reference["nll"][i], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(uncertainty, reference["uncertainty"][i], rtol=1e-4, atol=1e-4)
 
 
 def test_molecule_function_equals_predict_and_flags_unknown_elements(potential, frames_300K):

@@ -20,7 +20,7 @@ from nequip_jax.uncertainty.ensemble import Ensemble
 def _reweighted(potential: Potential, factor: float) -> Potential:
     params = jax.tree.map(np.asarray, potential.params)
     params["params"]["energy_scale"] = factor * params["params"]["energy_scale"]
-    return Potential(potential.config, params, potential.species, gmm=potential.gmm)
+    return Potential(potential.config, params, potential.species, head=potential.head)
 
 
 def _no_new_programs(model, other, factor, key, frames, lowerings):

@@ -59,7 +59,7 @@ def _ase_trajectory(surrogate, frame, config, n_steps):
 
 @pytest.fixture(scope="module")
 def nve_reference(potential64, frames_300K):
-    surrogate = Surrogate(potential64, use_gmm=True)
+    surrogate = Surrogate(potential64, "gmm")
     return surrogate, _ase_trajectory(surrogate, frames_300K[0], _nve_config(), N_STEPS)
 
 
@@ -170,7 +170,7 @@ def test_langevin_segments_are_seeded_and_keep_the_centre_of_mass(
     """With friction: the same key gives the same trajectory, another key another one, and the
     noise moves no centre of mass (FixCom). Keys, temperatures and frictions are arguments of
     the compiled segment: after the first run nothing new is lowered."""
-    surrogate = Surrogate(potential64, use_gmm=True)
+    surrogate = Surrogate(potential64, "gmm")
     config = _nve_config(friction_per_fs=0.05)
     hotter = _nve_config(friction_per_fs=0.1, temperature_K=900.0, timestep_fs=0.25)
     out = {}

@@ -31,7 +31,7 @@ def _config(trigger):
             f"trigger={trigger}",
             "n_initial=4",
             f"n_steps={N_STEPS}",
-            "gmm_max_components=1",
+            "head_options.gmm.max_components=1",
             "threshold_percentile=0",
             "min_steps_between_calls=4",
             "max_oracle_calls=2",
@@ -72,7 +72,7 @@ def runs(tmp_path_factory, dask_client):
 
 def _comparable(events):
     """Events without wall times and without the resume marker."""
-    drop = {"oracle_s", "train_s", "gmm_s", "refit_s", "wall_s"}
+    drop = {"oracle_s", "train_s", "head_s", "refit_s", "wall_s"}
     return [
         {k: v for k, v in e.items() if k not in drop}
         for e in events

@@ -27,7 +27,6 @@ from nequip_jax.otf import (
     broken_reason,
     dynamics,
     evaluate_errors,
-    fit_gmm_padded,
     grow_budget,
     load_otf_config,
     load_state,
@@ -36,6 +35,7 @@ from nequip_jax.otf import (
     threshold_from_scores,
 )
 from nequip_jax.otf.data import draw
+from nequip_jax.uncertainty.gmm_head import fit_feature_gmm
 
 # --------------------------------------------------------------------------------- threshold
 
@@ -124,7 +124,8 @@ def test_padded_gmm_matches_sklearn_on_blobs():
     rng = np.random.default_rng(0)
     centres = np.array([[0.0, 0.0], [6.0, 1.0]])
     x = np.concatenate([c + rng.normal(scale=0.5, size=(90, 2)) for c in centres])
-    params, k = fit_gmm_padded(x, key=jax.random.key(0), max_components=2, bucket=256)
+    params, _ = fit_feature_gmm(x, key=jax.random.key(0), max_components=2, bucket=256)
+    k = int(params.weights.shape[0])
     assert k == 2
     found = np.asarray(params.means)
     for c in centres:
@@ -194,11 +195,14 @@ def test_surrogate_predictions_equal_the_library(tiny_potential, tiny_ensemble, 
     np.testing.assert_allclose(single["energy"], reference["energy"], rtol=1e-5, atol=1e-5)
     for i in range(len(frames)):
         np.testing.assert_allclose(single["forces"][i], reference["forces"][i], atol=1e-5)
-        np.testing.assert_allclose(single["uncertainty"][i], reference["nll"][i], atol=1e-3)
+        np.testing.assert_allclose(single["uncertainty"][i], reference["uncertainty"][i], atol=1e-3)
     scores = Surrogate(potential).structure_scores(frames)
-    np.testing.assert_allclose(scores, [u.max() for u in reference["nll"]], atol=1e-3)
+    np.testing.assert_allclose(scores, [u.max() for u in reference["uncertainty"]], atol=1e-3)
 
-    ens, reference = Surrogate(tiny_ensemble).predict(frames), tiny_ensemble.predict(frames)
+    ens, reference = (
+        Surrogate(tiny_ensemble).predict(frames),
+        tiny_ensemble.predict(frames),
+    )
     np.testing.assert_allclose(ens["energy"], reference["energy"], rtol=1e-5, atol=1e-5)
     for i in range(len(frames)):
         np.testing.assert_allclose(ens["forces"][i], reference["forces"][i], atol=1e-5)
@@ -207,7 +211,7 @@ def test_surrogate_predictions_equal_the_library(tiny_potential, tiny_ensemble, 
 
 def test_test_errors_equal_evaluate_potential(tiny_potential, frames_300K):
     frames = frames_300K[30:35]  # as many as above: the compiled shape is reused
-    ours = evaluate_errors(Surrogate(tiny_potential, use_gmm=False), frames)
+    ours = evaluate_errors(Surrogate(tiny_potential), frames)
     reference = evaluate_potential(tiny_potential, frames)["summary"]
     assert ours["forces_rmse"] == pytest.approx(reference["forces_rmse"], rel=1e-4)
     assert ours["mean_eps"] == pytest.approx(reference["mean_eps"], rel=1e-4)

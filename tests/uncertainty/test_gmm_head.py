@@ -27,7 +27,7 @@ def test_gmm_nll_in_predict_and_round_trip(frames_300K, frames_1200K, tiny_run_c
     features = training_features(potential, test)
     with jax.enable_x64(True):
         expected = np.asarray(gmm.nll(fitted.gmm, features.astype(np.float64)))
-    np.testing.assert_allclose(np.concatenate(pred["nll"]), expected, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(np.concatenate(pred["uncertainty"]), expected, rtol=1e-4, atol=1e-3)
     # Features of the training set are exactly what the mixture was fitted on.
     assert training_features(potential, frames).shape == (5 * 27, potential.feature_dim)
 
@@ -36,7 +36,7 @@ def test_gmm_nll_in_predict_and_round_trip(frames_300K, frames_1200K, tiny_run_c
     for a, b in zip(fitted.gmm, loaded.gmm):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     again = loaded.predict(test)
-    for a, b in zip(pred["nll"], again["nll"]):
+    for a, b in zip(pred["uncertainty"], again["uncertainty"]):
         np.testing.assert_array_equal(a, b)
 
 
