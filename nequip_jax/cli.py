@@ -121,22 +121,28 @@ def _load_model(path: str):
     return load(path)
 
 
-def _fit_gmm(args: argparse.Namespace) -> int:
+def _training_set(args: argparse.Namespace, model_dir: Path, command: str):
+    """The run's training structures and the key of a head's fit (from the run's seed)."""
     from nequip_jax.train import load_config, load_training_data
     from nequip_jax.train.loop import member_keys
-    from nequip_jax.uncertainty.gmm_head import fit_gmm_uncertainty, format_selection_table
 
-    model_dir = Path(args.model)
-    potential = _load_model(model_dir)
     config_path = Path(args.config) if args.config else model_dir.parent / "config.yaml"
     if not args.config and not config_path.is_file():
         raise SystemExit(
-            f"fit-gmm rebuilds the training set from the run's config, and there is none at "
+            f"{command} rebuilds the training set from the run's config, and there is none at "
             f"{config_path} (the folder above {model_dir}); pass --config CONFIG.yaml."
         )
     config = load_config(config_path)
     train_atoms, _ = load_training_data(config, member_keys(config.seed, 0)[0])
-    key = jax.random.fold_in(jax.random.key(config.seed), 7)
+    return train_atoms, jax.random.fold_in(jax.random.key(config.seed), 7)
+
+
+def _fit_gmm(args: argparse.Namespace) -> int:
+    from nequip_jax.uncertainty.gmm_head import fit_gmm_uncertainty, format_selection_table
+
+    model_dir = Path(args.model)
+    potential = _load_model(model_dir)
+    train_atoms, key = _training_set(args, model_dir, "fit-gmm")
     fitted, table = fit_gmm_uncertainty(
         potential, train_atoms, key=key, max_components=args.max_components
     )
@@ -145,6 +151,27 @@ def _fit_gmm(args: argparse.Namespace) -> int:
     print(f"chosen K = {chosen} (lowest BIC) on {sum(len(a) for a in train_atoms)} atoms")
     fitted.save(model_dir)
     print(f"saved the GMM with {model_dir}")
+    return 0
+
+
+def _fit_uncertainty(args: argparse.Namespace) -> int:
+    from nequip_jax.uncertainty.protocol import ModelOutputs
+    from nequip_jax.uncertainty.registry import get_method
+
+    method = get_method(args.method)
+    if method.model != "potential":
+        raise SystemExit(
+            f"--method {args.method} scores an ensemble and has nothing to fit on one model; "
+            "load the ensemble folder in the calculator or `nequip-jax md` instead."
+        )
+    model_dir = Path(args.model)
+    potential = _load_model(model_dir)
+    train_atoms, key = _training_set(args, model_dir, "fit-uncertainty")
+    features = np.concatenate(potential.predict(train_atoms)["features"])
+    state = method.fit(ModelOutputs(features=features), key=key)
+    potential.with_head(method.name, state).save(model_dir)
+    print(f"fitted {method.label} on {len(features)} atoms: {method.describe(state)}")
+    print(f"saved it as the head of {model_dir} (replacing any previous head)")
     return 0
 
 
@@ -327,6 +354,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-components", type=int, default=49)
     p.add_argument("--config", default=None, help="run config (default <model>/../config.yaml)")
     p.set_defaults(func=_fit_gmm)
+
+    p = sub.add_parser(
+        "fit-uncertainty", help="fit any registered single-model uncertainty method as the head"
+    )
+    p.add_argument("model", help="model folder (<workdir>/model); the head is saved into it")
+    p.add_argument("--method", required=True, help="registered method, e.g. llpr or gmm")
+    p.add_argument("--config", default=None, help="run config (default <model>/../config.yaml)")
+    p.set_defaults(func=_fit_uncertainty)
 
     p = sub.add_parser("md", help="molecular dynamics on the device with per-atom uncertainty")
     p.add_argument("model", help="model folder (a potential, with a GMM for the NLL) or ensemble")

@@ -1,9 +1,12 @@
-"""Shared training and evaluation of the three uncertainty methods of Zhu et al. (2023).
+"""Shared training and evaluation of the uncertainty methods: the three of Zhu et al. (2023)
+and every other method of :mod:`nequip_jax.uncertainty.registry`.
 
 The methods (Sec. II of the paper):
 
 - ``gmm``: one NequIP model with a Gaussian mixture on its final scalar features; the per-atom
   uncertainty is the negative log-likelihood, Eq. (8).
+- every other informative single-model method of the registry (e.g. ``llpr``): the same single
+  model with that method's head fitted on its training features.
 - ``traditional``: an ensemble of J models differing only in initial weights and batch order;
   per-atom uncertainty σ, Eq. (4); force = member mean, Eq. (1).
 - ``diverse``: the first ``n_diverse_traditional`` traditional members plus one model per
@@ -11,11 +14,12 @@ The methods (Sec. II of the paper):
   ``r_max``, ``cutoff_p``, learning rate or loss weights) are trained together as one vmapped
   piece (:func:`nequip_jax.uncertainty.ensemble.group_members`).
 
-The single model of the GMM is traditional member 0 (same seed, same training), so the three
-methods share their networks the way the paper describes the diverse ensemble ("three networks
-from the traditional ensemble"). Every trained piece (the traditional group, each variant, the
-GMM) is saved under a folder named after a hash of its configuration and training data; a later
-run — or another experiment — with the same inputs loads it instead of training again.
+The single model of the GMM (and of every other head) is traditional member 0 (same seed, same
+training), so the methods share their networks the way the paper describes the diverse
+ensemble ("three networks from the traditional ensemble"). Every trained piece (the traditional
+group, each variant, each head) is saved under a folder named after a hash of its configuration
+and training data; a later run — or another experiment — with the same inputs loads it instead
+of training again.
 
 Randomness: the data split and the member weights/batch orders come from the run seed through
 :func:`nequip_jax.train.loop.member_keys`; the GMM and random selections use
@@ -44,11 +48,15 @@ from nequip_jax.model import Potential
 from nequip_jax.train import RunConfig, load_config
 from nequip_jax.train.loop import train_group
 from nequip_jax.uncertainty.ensemble import Ensemble, EnsembleGroup, group_members
-from nequip_jax.uncertainty.gmm_head import fit_gmm_uncertainty
-from nequip_jax.uncertainty.metrics import aggregate_nll, aggregate_sigma, force_error_per_atom
+from nequip_jax.uncertainty.metrics import force_error_per_atom
+from nequip_jax.uncertainty.protocol import ModelOutputs
+from nequip_jax.uncertainty.registry import get_method, methods_for
 
 __all__ = [
     "METHODS",
+    "PAPER_METHODS",
+    "LABELS",
+    "UNCERTAINTY",
     "KEY_TAGS",
     "REPO_ROOT",
     "MethodsConfig",
@@ -62,6 +70,8 @@ __all__ = [
     "training_summary",
     "predict_methods",
     "structure_uncertainty",
+    "display_unit",
+    "axis_label",
     "mean_sd",
     "format_mean_sd",
     "aggregate_seeds",
@@ -73,12 +83,22 @@ __all__ = [
     "hardware_note",
 ]
 
-#: The three methods, in the order of the paper's figures.
-METHODS = ("gmm", "traditional", "diverse")
+#: The three methods of the paper, in the order of its figures.
+PAPER_METHODS = ("gmm", "traditional", "diverse")
+_SINGLE = methods_for("potential", informative=True)
+#: Every method: the single model with each informative head of the registry, then the two
+#: ensembles.
+METHODS = (*_SINGLE, "traditional", "diverse")
+#: The registered uncertainty method of each experiment method.
+UNCERTAINTY = {**{m: m for m in _SINGLE}, "traditional": "ensemble", "diverse": "ensemble"}
 #: Display names.
-LABELS = {"gmm": "GMM", "traditional": "traditional ensemble", "diverse": "diverse ensemble"}
+LABELS = {
+    **{m: get_method(m).label for m in _SINGLE},
+    "traditional": "traditional ensemble",
+    "diverse": "diverse ensemble",
+}
 #: Constants folded into ``jax.random.key(seed)`` for the draws made by the experiments.
-KEY_TAGS = {"gmm": 7, "random_selection": 11}
+KEY_TAGS = {"head": 7, "random_selection": 11}
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Where ``python -m experiments.xtb_data`` writes the GFN2-xTB twin of 3BPA.
 XTB_ROOT = REPO_ROOT / "data" / "3bpa_xtb"
@@ -253,14 +273,16 @@ def fingerprint(frames: Sequence[ase.Atoms]) -> str:
 
 
 class TrainedMethods(NamedTuple):
-    """The trained methods (``None`` where not requested) and what their training cost.
+    """The trained methods (``None`` / absent where not requested) and what their training cost.
 
-    ``info`` holds, per piece, the wall time (s), the epochs run and the best epoch of every
-    member, the per-member records ``networks`` (:func:`nequip_jax.train.loop.
-    network_records`), and for the GMM the chosen number of components and the BIC table.
+    ``singles`` maps each requested single-model method to the single model with that method's
+    head. ``info`` holds, per piece, the wall time (s), the epochs run and the best epoch of
+    every member, the per-member records ``networks`` (:func:`nequip_jax.train.loop.
+    network_records`), and per head its fit time and the method's ``describe`` (e.g. the GMM's
+    chosen number of components).
     """
 
-    single: Potential | None
+    singles: dict[str, Potential]
     traditional: Ensemble | None
     diverse: Ensemble | None
     info: dict
@@ -332,7 +354,7 @@ def _slice_group(group: EnsembleGroup, n: int) -> EnsembleGroup:
 
 def _members_needed(mc: MethodsConfig, methods: Sequence[str]) -> int:
     need = 0
-    if "gmm" in methods:
+    if any(m in _SINGLE for m in methods):
         need = 1
     if "diverse" in methods:
         need = max(need, mc.n_diverse_traditional)
@@ -383,7 +405,7 @@ def train_methods(
         verbose,
     )
 
-    single = traditional = diverse = None
+    traditional = diverse = None
     if "traditional" in methods:
         traditional = Ensemble([_slice_group(trad, mc.n_traditional)], trad.species)
     if "diverse" in methods:
@@ -415,9 +437,11 @@ def train_methods(
             groups.append(group)
             info["variants"].append({**piece, "variants": [dict(variants[i]) for i in indices]})
         diverse = Ensemble(groups, trad.species)
-    if "gmm" in methods:
-        single, info["gmm"] = _fit_gmm(mc, seed, trad, data, models_dir, data_hash)
-    return TrainedMethods(single, traditional, diverse, info)
+    singles = {}
+    for m in methods:
+        if m in _SINGLE:
+            singles[m], info[m] = _fit_head(m, mc, seed, trad, data, models_dir, data_hash)
+    return TrainedMethods(singles, traditional, diverse, info)
 
 
 def training_summary(info: dict) -> dict:
@@ -433,45 +457,53 @@ def training_summary(info: dict) -> dict:
         out["variants_s"] = sum(v["seconds"] for v in info["variants"])
         out["variant_epochs"] = [v["epochs"] for v in info["variants"]]
         out["folders"]["variants"] = [v["folder"] for v in info["variants"]]
+    for m in _SINGLE:
+        if m in info:
+            out[f"{m}_s"] = info[m]["seconds"]
+            out[f"{m}_head"] = info[m]["head"]
+            out["folders"][m] = info[m]["folder"]
     if "gmm" in info:
-        out["gmm_s"] = info["gmm"]["seconds"]
-        out["gmm_components"] = info["gmm"]["n_components"]
-        out["folders"]["gmm"] = info["gmm"]["folder"]
+        out["gmm_components"] = info["gmm"]["head"]["n_components"]
     return out
 
 
-def _fit_gmm(mc, seed, trad: EnsembleGroup, data, models_dir: Path, data_hash: str):
-    """Fit (or load) the GMM on the training features of traditional member 0."""
+def head_options(mc: MethodsConfig, method: str) -> dict:
+    """Keyword options of ``method``'s fit from the training settings (the GMM's BIC sweep:
+    ``max_components`` and ``max_iter``; other methods none)."""
+    if method == "gmm":
+        return {"max_components": mc.max_components, "max_iter": mc.gmm_max_iter}
+    return {}
+
+
+def _fit_head(method: str, mc, seed, trad: EnsembleGroup, data, models_dir: Path, data_hash):
+    """Fit (or load) ``method``'s head on the training features of traditional member 0."""
     member0 = trad.member(0)
     params_hash = hashlib.sha256(
         b"".join(np.asarray(x).tobytes() for x in jax.tree.leaves(member0.params))
     ).hexdigest()
+    options = head_options(mc, method)
     recipe = {
+        "method": method,
         "params": params_hash,
         "data": data_hash,
-        "max_components": mc.max_components,
-        "max_iter": mc.gmm_max_iter,
+        "options": options,
         "seed": seed,
     }
-    folder = models_dir / f"gmm-{_digest(recipe)}"
+    folder = models_dir / f"{method}-{_digest(recipe)}"
     done = folder / "piece.json"
     if done.is_file() and (folder / "model").is_dir():
         saved = json.loads(done.read_text())
         if saved.get("recipe") == recipe:
             return Potential.load(folder / "model"), {**saved["info"], "cached": True}
-    key = jax.random.fold_in(jax.random.key(seed), KEY_TAGS["gmm"])
+    uncertainty = get_method(method)
+    key = jax.random.fold_in(jax.random.key(seed), KEY_TAGS["head"])
     start = time.perf_counter()
-    single, table = fit_gmm_uncertainty(
-        member0, data[0], key=key, max_components=mc.max_components, max_iter=mc.gmm_max_iter
-    )
+    features = np.concatenate(member0.predict(data[0])["features"])
+    state = uncertainty.fit(ModelOutputs(features=features), key=key, **options)
+    single = member0.with_head(method, state)
     seconds = time.perf_counter() - start
     single.save(folder / "model")
-    info = {
-        "folder": folder.name,
-        "seconds": seconds,
-        "n_components": int(np.asarray(single.gmm.weights).shape[0]),
-        "bic": [[int(r.n_components), float(r.criterion), bool(r.converged)] for r in table],
-    }
+    info = {"folder": folder.name, "seconds": seconds, "head": uncertainty.describe(state)}
     atomic_write_json(done, {"recipe": recipe, "info": info})
     return single, {**info, "cached": False}
 
@@ -509,7 +541,7 @@ def _labels(frames: Sequence[ase.Atoms]) -> tuple[np.ndarray, list[np.ndarray | 
     return np.array(energies), forces
 
 
-def _prediction(pred: dict, key: str, frames, energy_std) -> Prediction:
+def _prediction(pred: dict, u: list[np.ndarray], frames, energy_std) -> Prediction:
     e_true, f_true = _labels(frames)
     eps = [
         force_error_per_atom(fp, ft) if ft is not None else np.full(len(fp), np.nan)
@@ -518,7 +550,7 @@ def _prediction(pred: dict, key: str, frames, energy_std) -> Prediction:
     n_atoms = [len(a) for a in frames]
     return Prediction(
         eps=np.concatenate(eps),
-        u=np.concatenate(pred[key]).astype(np.float64),
+        u=np.concatenate(u).astype(np.float64),
         structure=np.repeat(np.arange(len(frames)), n_atoms),
         energy=np.asarray(pred["energy"], np.float64),
         energy_true=e_true,
@@ -548,13 +580,17 @@ def predict_methods(
                     if f"{m}.eps" in saved
                 }
     out: dict[str, Prediction] = {}
-    if trained.single is not None:
-        pred = trained.single.predict(frames, batch_size=batch_size)
-        out["gmm"] = _prediction(pred, "nll", frames, np.full(len(frames), np.nan))
+    for name, single in trained.singles.items():  # the head's score, in the model's program
+        pred = single.predict(frames, batch_size=batch_size)
+        no_spread = np.full(len(frames), np.nan)
+        out[name] = _prediction(pred, pred["uncertainty"], frames, no_spread)
     for name, ensemble in (("traditional", trained.traditional), ("diverse", trained.diverse)):
         if ensemble is not None:
             pred = ensemble.predict(frames, batch_size=batch_size)
-            out[name] = _prediction(pred, "sigma", frames, pred["energy_std"])
+            method = get_method(UNCERTAINTY[name])
+            state = method.fit()
+            u = [method.score(state, ModelOutputs(member_forces=f)) for f in pred["member_forces"]]
+            out[name] = _prediction(pred, u, frames, pred["energy_std"])
     if cache is not None:
         arrays = {f"{m}.{f}": getattr(p, f) for m, p in out.items() for f in Prediction._fields}
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
@@ -575,20 +611,31 @@ def _model_tags(trained: TrainedMethods) -> list:
     return [
         tag(info.get("traditional")),
         [tag(v) for v in info.get("variants", [])],
-        tag(info.get("gmm")),
-        trained.single is not None,
+        {m: tag(info.get(m)) for m in sorted(trained.singles)},
         trained.traditional is not None,
         trained.diverse is not None,
     ]
 
 
+def display_unit(method: str) -> tuple[str, float]:
+    """Unit and scale factor in which a method's per-atom uncertainty is shown (eV/Å as
+    meV/Å)."""
+    unit = get_method(UNCERTAINTY[method]).unit
+    return ("meV/Å", 1000.0) if unit == "eV/Å" else (unit, 1.0)
+
+
+def axis_label(method: str) -> str:
+    """Axis label of a method's per-atom uncertainty (in its own unit, e.g. ``GMM (nats)``)."""
+    m = get_method(UNCERTAINTY[method])
+    return f"{m.label} ({m.unit})"
+
+
 def structure_uncertainty(method: str, pred: Prediction) -> np.ndarray:
-    """[S] structure-level uncertainty (text before Eq. (11)): the sum of the atomic NLLs for
-    the GMM, the square root of the summed atomic variances σ² for the ensembles."""
+    """[S] structure-level uncertainty (text before Eq. (11)): the registered method's
+    aggregation (the sum of the atomic NLLs for the GMM, the square root of the summed atomic
+    variances σ² for the ensembles)."""
     n = int(pred.energy.shape[0])
-    if method == "gmm":
-        return aggregate_nll(pred.u, pred.structure, n)
-    return aggregate_sigma(pred.u, pred.structure, n)
+    return get_method(UNCERTAINTY[method]).aggregate(pred.u, pred.structure, n)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -162,7 +162,7 @@ def measure(config: CostConfig, seed: int, *, root, workdir: Path) -> dict:
     with_gmm, _ = fit_gmm_uncertainty(
         potential,
         split.train,
-        key=jax.random.fold_in(jax.random.key(seed), KEY_TAGS["gmm"]),
+        key=jax.random.fold_in(jax.random.key(seed), KEY_TAGS["head"]),
         max_components=mc.max_components,
         max_iter=mc.gmm_max_iter,
     )

@@ -1,7 +1,9 @@
 """End-to-end demo: one model + GMM against a vmapped ensemble on 3BPA, with a markdown report.
 
 Steps: draw ``D_train,100^300`` (seeded); train a single NequIP and a J-member ensemble (one
-vmapped group) on it; fit the GMM on the single model's training features (BIC); evaluate both on
+vmapped group) on it; fit the GMM on the single model's training features (BIC), and the head of
+every other informative single-model method of :mod:`nequip_jax.uncertainty.registry` (e.g.
+LLPR); evaluate all on
 ``test_300K``, ``test_600K`` and ``test_1200K``; write ``report.md`` with the accuracy table,
 Fig. 2-style histograms, Fig. 3-style TPR/PPV maps, summary metrics and a cost table, and
 ``results.json`` with the numbers, the trained ``networks`` and the run's ``provenance``.
@@ -29,6 +31,8 @@ from nequip_jax.train.loop import member_keys
 from nequip_jax.uncertainty.ensemble import train_ensemble
 from nequip_jax.uncertainty.gmm_head import fit_gmm_uncertainty, format_selection_table
 from nequip_jax.uncertainty.metrics import force_error_per_atom
+from nequip_jax.uncertainty.protocol import ModelOutputs
+from nequip_jax.uncertainty.registry import get_method, methods_for
 from nequip_jax.uncertainty.summary import summarize_uncertainty
 
 __all__ = ["DemoConfig", "PRESETS", "run"]
@@ -129,6 +133,20 @@ def run(demo: DemoConfig, workdir: str | Path, *, seed: int = 0, preset: str | N
     n_components = int(potential.gmm.weights.shape[0])
     potential.save(workdir / "single" / "model")
     _log(f"chose K = {n_components} in {t_gmm:.1f} s")
+    heads, fit_s = {"gmm": potential}, {"gmm": t_gmm}
+    features = None
+    for name in methods_for("potential", informative=True):
+        if name in heads:
+            continue
+        t0 = time.perf_counter()
+        if features is None:
+            features = np.concatenate(potential.predict(split.train)["features"])
+        method = get_method(name)
+        key = jax.random.fold_in(jax.random.key(seed), 7)
+        state = method.fit(ModelOutputs(features=features), key=key)
+        heads[name] = potential.with_head(name, state)
+        fit_s[name] = time.perf_counter() - t0
+        _log(f"fitted the {method.label} head in {fit_s[name]:.1f} s")
 
     results: dict = {"tests": {}, "cost": {}, "gmm": {"n_components": n_components}}
     figures: list[tuple[str, str]] = []
@@ -144,18 +162,23 @@ def run(demo: DemoConfig, workdir: str | Path, *, seed: int = 0, preset: str | N
         f_true = [a.get_forces() for a in frames]
         e_true = np.array([a.get_potential_energy() for a in frames])
         n_atoms = np.array([len(a) for a in frames])
-        p_single = potential.predict(frames)
-        p_ens = ensemble.predict(frames)
+        compared = []
+        for m, single in heads.items():  # the head's score, in the model's program
+            pred = single.predict(frames)
+            compared.append((f"single + {get_method(m).label}", pred, get_method(m), pred))
+        sigma, pred = get_method("ensemble"), ensemble.predict(frames)
+        scores = [
+            sigma.score(sigma.fit(), ModelOutputs(member_forces=f)) for f in pred["member_forces"]
+        ]
+        compared.append((f"ensemble ({ensemble.n_members})", pred, sigma, {"uncertainty": scores}))
         row = {}
         panels = {}
-        for method, pred, u_key, label in (
-            ("single + GMM", p_single, "nll", "NLL"),
-            (f"ensemble ({ensemble.n_members})", p_ens, "sigma", "σ (eV/Å)"),
-        ):
+        for method, pred, uncertainty, scored in compared:
+            label = f"{uncertainty.label} ({uncertainty.unit})"
             eps = np.concatenate(
                 [force_error_per_atom(p, t) for p, t in zip(pred["forces"], f_true)]
             )
-            u = np.concatenate(pred[u_key])
+            u = np.concatenate(scored["uncertainty"])
             de = (pred["energy"] - e_true) / n_atoms
             row[method] = {
                 "energy_rmse_per_atom": float(np.sqrt(np.mean(de**2))),
@@ -168,13 +191,16 @@ def run(demo: DemoConfig, workdir: str | Path, *, seed: int = 0, preset: str | N
         figures += [(f"Fig. 2-style, {name}", fig2.name), (f"Fig. 3-style, {name}", fig3.name)]
 
     timing = next(iter(tests.values()))[: demo.timing_frames]
-    plain = dataclasses.replace(potential, gmm=None)
+    plain = potential.with_head(None)
     results["cost"] = {
         "train_single_s": t_single,
         "train_ensemble_s": t_ensemble,
-        "fit_gmm_s": t_gmm,
+        **{f"fit_{m}_s": fit_s[m] for m in heads},
         "infer_single_ms": 1000 * _time_predict(plain.predict, timing),
-        "infer_single_gmm_ms": 1000 * _time_predict(potential.predict, timing),
+        **{
+            f"infer_single_{m}_ms": 1000 * _time_predict(p.predict, timing)
+            for m, p in heads.items()
+        },
         "infer_ensemble_ms": 1000 * _time_predict(ensemble.predict, timing),
         "ensemble_members": ensemble.n_members,
     }
@@ -191,13 +217,13 @@ def run(demo: DemoConfig, workdir: str | Path, *, seed: int = 0, preset: str | N
         begun, preset=preset, seeds=[seed], data_source=source, data_files=sources
     )
     atomic_write_json(workdir / "results.json", results)
-    report = _report(demo, seed, results, figures, table, n_components, len(split.train))
+    report = _report(demo, seed, results, figures, table, n_components, len(split.train), heads)
     atomic_write_text(workdir / "report.md", report)
     _log(f"wrote {workdir / 'report.md'}")
     return workdir / "report.md"
 
 
-def _report(demo, seed, results, figures, table, n_components, n_train) -> str:
+def _report(demo, seed, results, figures, table, n_components, n_train, heads) -> str:
     cost = results["cost"]
     lines = [
         "# nequip-jax demo: GMM uncertainty vs a vmapped deep ensemble on 3BPA",
@@ -254,13 +280,21 @@ def _report(demo, seed, results, figures, table, n_components, n_train) -> str:
         "",
         "## Cost",
         "",
-        "| quantity | single + GMM | ensemble |",
+        "| quantity | single model | ensemble |",
         "|---|---|---|",
-        f"| training (s) | {cost['train_single_s']:.0f} + GMM fit {cost['fit_gmm_s']:.0f} | "
+        f"| training (s) | {cost['train_single_s']:.0f} | "
         f"{cost['train_ensemble_s']:.0f} ({cost['ensemble_members']} members, vmapped) |",
+        *(
+            f"| fit of the {get_method(m).label} head (s) | {cost[f'fit_{m}_s']:.1f} | – |"
+            for m in heads
+        ),
         f"| inference, forces only (ms/structure) | {cost['infer_single_ms']:.2f} | – |",
-        f"| inference with uncertainty (ms/structure) | {cost['infer_single_gmm_ms']:.2f} | "
-        f"{cost['infer_ensemble_ms']:.2f} |",
+        *(
+            f"| inference with {get_method(m).label} (ms/structure) | "
+            f"{cost[f'infer_single_{m}_ms']:.2f} | – |"
+            for m in heads
+        ),
+        f"| inference with ensemble σ (ms/structure) | – | {cost['infer_ensemble_ms']:.2f} |",
         "",
         "Inference times include host-side graph building and padding, measured after compilation.",
         "",

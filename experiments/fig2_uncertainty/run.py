@@ -23,10 +23,13 @@ from experiments.common.pieces import combined_provenance, identity, run_seeds
 from experiments.common.pipeline import (
     LABELS,
     METHODS,
+    PAPER_METHODS,
     MethodsConfig,
     Prediction,
     aggregate_seeds,
+    axis_label,
     check_source,
+    display_unit,
     format_mean_sd,
     hardware_note,
     predict_methods,
@@ -227,7 +230,9 @@ def run(
     if any(c.setting == "mixed" for c in config.combos):
         splits += ["train_mixedT", "test_300K", "test_600K"]
     sources = check_source(data, root, splits)
-    expected = identity("fig2_uncertainty", _config_dict(config), data, sources)
+    # The methods are part of the identity: a newly registered method recomputes the seeds.
+    recipe = {**_config_dict(config), "methods": list(METHODS)}
+    expected = identity("fig2_uncertainty", recipe, data, sources)
 
     def compute(seed: int, folder: Path) -> dict:
         body: dict = {"per_seed": {}, "training": {}, "networks": [], "figures": []}
@@ -295,10 +300,7 @@ def _figures(preds, combo: Combo, seed: int, folder: Path, workdir: Path) -> lis
     """One figure per test set in ``folder``: ``[caption, path relative to workdir]``."""
     out = []
     for test, by_method in preds.items():
-        panels = {
-            LABELS[m]: (p.eps, p.u, "NLL" if m == "gmm" else "σ (eV/Å)")
-            for m, p in by_method.items()
-        }
+        panels = {LABELS[m]: (p.eps, p.u, axis_label(m)) for m, p in by_method.items()}
         path = folder / f"fig2_{combo.name}_{test}.png"
         uncertainty_vs_error(panels, path, title=f"{combo.name}, {test}, seed {seed}")
         out.append([f"{combo.name}, {test} (seed {seed})", path.relative_to(workdir).as_posix()])
@@ -314,6 +316,7 @@ def claims(per_seed: dict, combo: Combo) -> list[dict]:
     rows = []
     tests = [t for t in test_sets(combo) if t in per_seed[seeds[0]]]
     main_test = tests[-1]
+    methods = [m for m in METHODS if m in per_seed[seeds[0]][main_test]]
 
     def row(claim, measured, flags):
         rows.append(
@@ -326,13 +329,14 @@ def claims(per_seed: dict, combo: Combo) -> list[dict]:
         )
 
     for test in tests:
-        eps = {m: [per_seed[s][test][m]["eps_bar"] for s in seeds] for m in METHODS}
+        eps = {m: [per_seed[s][test][m]["eps_bar"] for s in seeds] for m in PAPER_METHODS}
         flags = [
-            ordering_holds({m: per_seed[s][test][m]["eps_bar"] for m in METHODS}) for s in seeds
+            ordering_holds({m: per_seed[s][test][m]["eps_bar"] for m in PAPER_METHODS})
+            for s in seeds
         ]
         row(
             f"{test}: traditional ensemble has the lowest ε̄, the single model the highest",
-            ", ".join(f"{LABELS[m]} {format_mean_sd(eps[m], 1000)} meV/Å" for m in METHODS),
+            ", ".join(f"{LABELS[m]} {format_mean_sd(eps[m], 1000)} meV/Å" for m in PAPER_METHODS),
             flags,
         )
     ratio = [
@@ -346,9 +350,10 @@ def claims(per_seed: dict, combo: Combo) -> list[dict]:
         [r > 1 for r in ratio],
     )
     if combo.setting == "300K":
-        for m in METHODS:
+        for m in methods:
             med = [[per_seed[s][t][m]["u_median"] for t in TEMPERATURE_TESTS] for s in seeds]
-            unit, scale, digits = ("nats", 1, 1) if m == "gmm" else ("meV/Å", 1000, 1)
+            unit, scale = display_unit(m)
+            digits = 1
             row(
                 f"{LABELS[m]}: uncertainty shifts to larger values with temperature",
                 "median U at 300/600/1200 K: "
@@ -369,7 +374,7 @@ def claims(per_seed: dict, combo: Combo) -> list[dict]:
             + " meV/Å",
             [monotone_increasing(v) for v in eps_t],
         )
-    rho = {m: [per_seed[s][main_test][m]["spearman"] for s in seeds] for m in METHODS}
+    rho = {m: [per_seed[s][main_test][m]["spearman"] for s in seeds] for m in methods}
     gap = [
         abs(rho["gmm"][i] - max(rho["traditional"][i], rho["diverse"][i]))
         for i in range(len(seeds))
@@ -377,7 +382,7 @@ def claims(per_seed: dict, combo: Combo) -> list[dict]:
     row(
         f"{main_test}: the GMM's U–ε correlation is similar to the ensembles' "
         "(ρ_GMM within 0.1 of the better ensemble ρ)",
-        ", ".join(f"{LABELS[m]} ρ = {format_mean_sd(rho[m], 1, 2)}" for m in METHODS),
+        ", ".join(f"{LABELS[m]} ρ = {format_mean_sd(rho[m], 1, 2)}" for m in methods),
         [g < 0.1 for g in gap],
     )
     return rows
@@ -402,7 +407,7 @@ def report(results: dict, figures: list[tuple[str, str]]) -> str:
         ]
         for test, by_method in agg.items():
             for m, a in by_method.items():
-                scale_u = 1 if m == "gmm" else 1000
+                scale_u = display_unit(m)[1]
                 lines.append(
                     f"| {test} | {LABELS[m]} | {format_mean_sd(a['eps_bar']['values'], 1000)} | "
                     f"{format_mean_sd(a['energy_rmse_per_atom']['values'], 1000, 2)} | "

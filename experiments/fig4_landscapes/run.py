@@ -21,7 +21,7 @@ from experiments.common.networks import networks_from_info
 from experiments.common.pieces import combined_provenance, identity, run_seeds
 from experiments.common.pipeline import (
     LABELS,
-    METHODS,
+    PAPER_METHODS,
     MethodsConfig,
     aggregate_seeds,
     check_source,
@@ -190,9 +190,9 @@ def run(
 
 def _figure(values, frames, scan: str, seed: int, folder: Path, workdir: Path) -> list[str]:
     dihedrals = np.array([a.info["dihedrals"] for a in frames], np.float64)
-    top = {f"U {LABELS[m]}": values[f"U:{m}"] for m in METHODS}
+    top = {f"U {LABELS[m]}": values[f"U:{m}"] for m in PAPER_METHODS}
     top["energy std (traditional)"] = values["Estd:traditional"]
-    bottom = {f"E {LABELS[m]}": 1000 * values[f"E:{m}"] for m in METHODS}
+    bottom = {f"E {LABELS[m]}": 1000 * values[f"E:{m}"] for m in PAPER_METHODS}
     bottom["E reference"] = 1000 * values["E:reference"]
     path = folder / f"fig4_{scan}.png"
     landscapes(
@@ -232,9 +232,12 @@ CLAIMS = (
     ),
     (
         "uncertainty landscapes resemble the reference energy landscape",
-        [f"U:{m} vs E:reference" for m in METHODS],
+        [f"U:{m} vs E:reference" for m in PAPER_METHODS],
     ),
-    ("model PES landscapes resemble the reference", [f"E:{m} vs E:reference" for m in METHODS]),
+    (
+        "model PES landscapes resemble the reference",
+        [f"E:{m} vs E:reference" for m in PAPER_METHODS],
+    ),
     (
         "(SI) the ensembles' energy-spread landscape resembles the PES",
         ["Estd:traditional vs E:reference", "Estd:diverse vs E:reference"],
@@ -277,7 +280,7 @@ def report(results: dict, figures, config: LandscapeConfig) -> str:
         lines.append(f"| {pair} | " + " | ".join(cells) + " |")
     lines += ["", "Force error ε̄ on the scans (meV/Å):", ""]
     lines += ["| method | " + " | ".join(scans) + " |", "|---" * (len(scans) + 1) + "|"]
-    for m in METHODS:
+    for m in PAPER_METHODS:
         cells = [format_mean_sd(agg[s]["eps_bar"][m]["values"], 1000) for s in scans]
         lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
     lines += [

@@ -27,7 +27,7 @@ from experiments.common.pieces import Stages, combined_provenance, identity, run
 from experiments.common.pipeline import (
     KEY_TAGS,
     LABELS,
-    METHODS,
+    PAPER_METHODS,
     MethodsConfig,
     check_source,
     fingerprint,
@@ -157,7 +157,7 @@ def run(
     models_dir: str | Path,
     preset: str | None = None,
     verbose: bool = False,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] = PAPER_METHODS,
 ) -> dict:
     """One active-learning round per seed, Table I over seeds; writes results, figures, report.
 
@@ -172,10 +172,10 @@ def run(
     interrupted seed resumes after its last finished round.
     """
     workdir, models_dir = Path(workdir), Path(models_dir) / data
-    unknown = sorted(set(methods) - set(METHODS))
+    unknown = sorted(set(methods) - set(PAPER_METHODS))
     if unknown or not methods:
-        raise ValueError(f"methods={list(methods)}: choose one or more of {METHODS}.")
-    methods = tuple(m for m in METHODS if m in methods)
+        raise ValueError(f"methods={list(methods)}: choose one or more of {PAPER_METHODS}.")
+    methods = tuple(m for m in PAPER_METHODS if m in methods)
     scans = [scan_split(b) for b in config.betas]
     sources = check_source(data, root, ["train_300K", *scans])
     expected = identity("fig5_active_learning", _config_dict(config), data, sources)
@@ -318,7 +318,7 @@ def run(
     done = list(pieces)
     per_seed = {
         s: {
-            "methods": pieces[s].get("methods", list(METHODS)),
+            "methods": pieces[s].get("methods", list(PAPER_METHODS)),
             "errors": pieces[s]["errors"],
             "selection": pieces[s]["selection"],
             "training_s": pieces[s]["training_s"],
@@ -327,7 +327,7 @@ def run(
         for s in done
     }
     # Per method, the seeds that trained it (a seed may have the single model + GMM alone).
-    seeds_of = {m: [s for s in done if m in per_seed[s]["methods"]] for m in METHODS}
+    seeds_of = {m: [s for s in done if m in per_seed[s]["methods"]] for m in PAPER_METHODS}
     table = {
         scan: {
             m: {
@@ -337,7 +337,7 @@ def run(
                     [per_seed[s]["errors"]["active"][scan][m] for s in seeds_of[m]],
                 ).items()
             }
-            for m in METHODS
+            for m in PAPER_METHODS
             if seeds_of[m]
         }
         for scan in scans
@@ -352,7 +352,7 @@ def run(
         "config": _config_dict(config),
         "data": data,
         "seeds": done,
-        "seeds_per_method": {m: seeds_of[m] for m in METHODS if seeds_of[m]},
+        "seeds_per_method": {m: seeds_of[m] for m in PAPER_METHODS if seeds_of[m]},
         "n_pool": n_pool[0] if len(n_pool) == 1 else n_pool,
         "n_add": n_add,
         "n_scan_structures": {s: len(f) for s, f in scan_frames.items()},

@@ -1,10 +1,13 @@
-"""The on-the-fly comparison: the same 600 K Langevin run of 3BPA triggered three ways.
+"""The on-the-fly comparison: the same 600 K Langevin run of 3BPA triggered by every registered
+uncertainty method (:mod:`nequip_jax.uncertainty.registry`), for example:
 
 1. ``gmm`` — one model, trigger on the max per-atom GMM NLL (Zhu et al. 2023, Eq. (8));
 2. ``ensemble`` — ``n_members`` models, trigger on the max per-atom σ (Eq. (4));
-3. ``random`` — one model, labels at uniformly drawn steps, as many as the GMM run used.
+3. ``llpr`` — one model, trigger on the max per-atom LLPR σ of the same features;
+4. ``random`` (no information) — one model, labels at uniformly drawn steps, as many as the GMM
+   run used.
 
-All three start from the same ``n_initial`` structures of train_300K (labelled with GFN2-xTB)
+All runs start from the same ``n_initial`` structures of train_300K (labelled with GFN2-xTB)
 and share the labelled test sets (cached in ``<workdir>/cache``). Every run is resumable: run
 the same command again to continue. Writes ``<workdir>/results.json``, ``results.md`` (a
 markdown section), ``trace_<run>.png`` (uncertainty and true error along each trajectory) and
@@ -29,10 +32,13 @@ from experiments.otf.plots import error_bars
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.otf import OTFConfig, load_otf_config, markdown_table, plot_trace, run_otf
 from nequip_jax.otf.session import initial_model_folder
+from nequip_jax.uncertainty.registry import METHODS
 
 __all__ = ["RUNS", "run", "LoadSampler"]
 
-RUNS = ("gmm", "ensemble", "random")
+#: One run per registered method: the informative triggers first, then the baselines (which
+#: take their label budget from the GMM run).
+RUNS = tuple(sorted(METHODS, key=lambda m: not METHODS[m].informative))
 
 
 class LoadSampler:
@@ -78,10 +84,10 @@ def run(
     used: dict[str, OTFConfig] = {}
     order = [r for r in RUNS if r in runs]
     for name in order:
-        if name == "random":
+        if not METHODS[name].informative:
             if "gmm" not in summaries:
-                raise ValueError("the random baseline needs the GMM run (its number of calls).")
-            config = base.replace(trigger="random", random_calls=summaries["gmm"]["n_oracle_calls"])
+                raise ValueError(f"the {name} baseline needs the GMM run (its number of calls).")
+            config = base.replace(trigger=name, random_calls=summaries["gmm"]["n_oracle_calls"])
         else:
             config = base.replace(trigger=name)
         used[name] = config
@@ -122,7 +128,7 @@ def initial_networks(config: OTFConfig, cache_dir: Path, stage: str) -> list[dic
     """``networks`` entries of the initial model(s) of one run, from their training summaries
     (no validation set: ``best_val_forces_rmse`` is the training force RMSE)."""
     folder = initial_model_folder(config, cache_dir)
-    ensemble = config.trigger == "ensemble"
+    ensemble = config.ensemble
     runs = sorted(p.parent for p in folder.glob("group*/summary.json")) if ensemble else [folder]
     members = list(range(config.n_members)) if ensemble else [0]
     name = "initial ensemble" if ensemble else "initial model"

@@ -1,7 +1,10 @@
-"""Uncertainty: the GMM head on final features, deep ensembles, the paper's metrics, calibration.
+"""Uncertainty: the method protocol and its registry (GMM head, ensemble σ, LLPR, random), deep
+ensembles, the paper's metrics, calibration.
 
-Submodules: :mod:`.metrics` (Zhu et al. 2023, Eqs. (2)–(4), (8)–(12)), :mod:`.summary`,
-:mod:`.calibration`, :mod:`.llpr`, :mod:`.gmm_head`, :mod:`.ensemble`.
+Submodules: :mod:`.protocol` (:class:`UncertaintyMethod`, :class:`ModelOutputs`),
+:mod:`.registry` (:data:`METHODS`, :func:`get_method`), the methods :mod:`.gmm_head`,
+:mod:`.ensemble_sigma`, :mod:`.llpr`, :mod:`.random_score`; :mod:`.metrics` (Zhu et al. 2023,
+Eqs. (2)–(4), (8)–(12)), :mod:`.summary`, :mod:`.calibration`, :mod:`.ensemble`.
 """
 
 from nequip_jax.uncertainty.metrics import (
@@ -21,9 +24,16 @@ from nequip_jax.uncertainty.metrics import (
     spearman,
     tpr_ppv,
 )
+from nequip_jax.uncertainty.protocol import ModelOutputs, UncertaintyMethod
+from nequip_jax.uncertainty.registry import METHODS, get_method, methods_for
 from nequip_jax.uncertainty.summary import summarize_uncertainty
 
 __all__ = [
+    "METHODS",
+    "ModelOutputs",
+    "UncertaintyMethod",
+    "get_method",
+    "methods_for",
     "active_learning_score",
     "aggregate_nll",
     "aggregate_sigma",

@@ -117,6 +117,16 @@ def test_fig2_end_to_end(fig2_workdir, scan_root, models_dir):
     heads = [c["claim"].split(":")[0] for c in results["claims"][combo]]
     assert heads[:3] == ["test_300K", "test_600K", "test_1200K"]
     assert heads[3] == heads[-1] == "test_1200K"
+    # LLPR is one of the methods (through the registry): its median σ on the 1200 K set equals
+    # sqrt(fᵀ (ΦᵀΦ + ς² I)⁻¹ f) of the single model's features, by a direct linear solve.
+    llpr_model = Potential.load(models_dir / "dft" / combo / train["folders"]["llpr"] / "model")
+    phi = np.concatenate(potential.predict(split.train)["features"])
+    gram = phi.T @ phi + llpr_model.head.state.reg * np.eye(phi.shape[1])
+    f = np.concatenate(potential.predict(frames)["features"])
+    sigma = np.sqrt(np.einsum("id,id->i", f, np.linalg.solve(gram, f.T).T))
+    got = results["per_seed"][combo]["0"]["test_1200K"]["llpr"]["u_median"]
+    assert got == pytest.approx(np.median(sigma), rel=1e-4)
+    assert any(c["claim"].startswith("LLPR: uncertainty shifts") for c in results["claims"][combo])
 
 
 def test_fig2_seeds_run_as_separate_jobs(fig2_workdir, scan_root, models_dir, tmp_path_factory):
@@ -175,6 +185,7 @@ def test_fig3_end_to_end(fig2_workdir, scan_root, models_dir, tmp_path_factory):
                 hits += 1
     got = results["per_seed"]["300K_n12_f4"]["1"]["test_1200K"]["traditional"]["tpr_area"]
     assert got == pytest.approx(hits / 2500)
+    assert set(results["per_seed"]["300K_n12_f4"]["1"]["test_1200K"]) >= {"gmm", "llpr"}
     assert len(results["claims"]["300K_n12_f4"]) == 4
     assert all(c["claim"].startswith("test_1200K:") for c in results["claims"]["300K_n12_f4"])
 

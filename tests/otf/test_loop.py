@@ -18,7 +18,7 @@ from nequip_jax.otf.data import read_xyz
 from nequip_jax.otf.surrogate import Surrogate
 
 pytest.importorskip("tblite")
-# About a minute of CPU (five short runs, each a few compilations): deselected by default.
+# About a minute of CPU (six short runs, each a few compilations): deselected by default.
 pytestmark = pytest.mark.slow
 
 N_STEPS = 12
@@ -61,6 +61,7 @@ def runs(tmp_path_factory, dask_client):
     out["first_part"] = first
     out["resumed"] = run_otf(_config("gmm"), root / "resumed", cache_dir=cache, verbose=False)
     out["random"] = run_otf(_config("random"), root / "random", cache_dir=cache, verbose=False)
+    out["llpr"] = run_otf(_config("llpr"), root / "llpr", cache_dir=cache, verbose=False)
     # Everything labelled on a Dask cluster (its own cache: the initial and test sets too).
     out["dask"] = run_otf(
         _config("gmm"), root / "dask", cache_dir=root / "cache_dask", verbose=False,
@@ -129,10 +130,13 @@ def test_labelling_on_a_dask_cluster_repeats_the_run(runs):
         )
 
 
-def test_log_follows_the_rules_of_the_loop(runs):
-    root, summary = runs["root"] / "whole", runs["whole"]
-    config = _config("gmm")
+@pytest.mark.parametrize(("run", "trigger"), [("whole", "gmm"), ("llpr", "llpr")])
+def test_log_follows_the_rules_of_the_loop(runs, run, trigger):
+    root, summary = runs["root"] / run, runs[run]
+    config = _config(trigger)
     events = read_events(root / "events.jsonl")
+    (head,) = read_events(root / "events.jsonl", "head")
+    assert head["method"] == trigger and head["step"] == 0
     calls = [e for e in events if e["event"] == "oracle"]
     retrains = [e for e in events if e["event"] == "retrain"]
     samples = [e for e in events if e["event"] == "error_sample"]

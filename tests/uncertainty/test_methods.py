@@ -1,0 +1,229 @@
+"""The uncertainty-method protocol and its four registered methods.
+
+Oracles: closed forms evaluated independently (scipy's multivariate normal for the GMM NLL,
+Eq. (4) as an explicit loop, the LLPR rigidity by a linear solve, a Kolmogorov–Smirnov test
+for the random score); the same score traced in a program as on the host; bit-exact save/load;
+and a potential carrying a non-GMM head giving the same per-atom score in ``predict``, the ASE
+calculator, on-device MD and the on-the-fly surrogate.
+"""
+
+import jax
+import numpy as np
+import pytest
+import scipy.stats
+
+import gmm
+from nequip_jax.calculator import NequIPCalculator
+from nequip_jax.md import make_system
+from nequip_jax.model import Potential, load
+from nequip_jax.model.potential import Head
+from nequip_jax.otf import Surrogate, load_otf_config
+from nequip_jax.uncertainty.protocol import ModelOutputs, device_state
+from nequip_jax.uncertainty.registry import METHODS, get_method, methods_for
+
+D = 3
+
+
+def _mixture(seed: int) -> gmm.GMMParams:
+    rng = np.random.default_rng(seed)
+    chol = np.triu(rng.normal(scale=0.3, size=(2, D, D)), 1)
+    chol += np.eye(D) * rng.uniform(0.5, 2.0, size=(2, 1, D))
+    return gmm.GMMParams(np.array([0.35, 0.65]), rng.normal(size=(2, D)), chol)
+
+
+def _outputs(seed: int, n: int = 40) -> ModelOutputs:
+    rng = np.random.default_rng(seed)
+    return ModelOutputs(
+        features=rng.normal(size=(n, D)) * [1.0, 0.5, 2.0],
+        member_forces=rng.normal(size=(5, n, 3)),
+    )
+
+
+def _state(name: str):
+    """A fitted state of each method on a fixed training set."""
+    if name == "gmm":
+        return _mixture(0)
+    return get_method(name).fit(_outputs(1, 200), key=jax.random.key(3))
+
+
+def test_registry_lists_the_methods_and_names_the_remedy():
+    assert {"gmm", "ensemble", "llpr", "random"} <= set(METHODS)
+    assert methods_for("potential", informative=True) == ("gmm", "llpr")
+    assert methods_for("ensemble") == ("ensemble",)
+    assert not get_method("random").informative
+    with pytest.raises(ValueError, match="registered: .*'gmm'"):
+        get_method("gaussian-process")
+
+
+def test_gmm_score_is_the_mixture_negative_log_likelihood():
+    params, x = _mixture(0), _outputs(2).features
+    density = sum(
+        w * scipy.stats.multivariate_normal(m, np.linalg.inv(p @ p.T)).pdf(x)
+        for w, m, p in zip(params.weights, params.means, params.precisions_cholesky)
+    )
+    ours = get_method("gmm").score(params, ModelOutputs(features=x))
+    np.testing.assert_allclose(ours, -np.log(density), rtol=1e-10)
+
+
+def test_ensemble_score_is_eq_4():
+    f = _outputs(3).member_forces
+    j, n = f.shape[:2]
+    expected = np.empty(n)
+    for i in range(n):
+        total = 0.0
+        for a in range(3):
+            mean = sum(f[k, i, a] for k in range(j)) / j
+            total += sum((f[k, i, a] - mean) ** 2 for k in range(j))
+        expected[i] = np.sqrt(total / (3 * j))
+    ours = get_method("ensemble").score(_state("ensemble"), ModelOutputs(member_forces=f))
+    np.testing.assert_allclose(ours, expected, rtol=1e-12)
+
+
+def test_llpr_score_is_the_rigidity_of_the_training_features():
+    train, query = _outputs(1, 200).features, _outputs(4).features
+    state = _state("llpr")
+    gram = train.T @ train + state.reg * np.eye(D)
+    expected = np.sqrt(np.einsum("id,id->i", query, np.linalg.solve(gram, query.T).T))
+    ours = get_method("llpr").score(state, ModelOutputs(features=query))
+    np.testing.assert_allclose(ours, expected, rtol=1e-9)
+
+
+def test_random_score_is_uniform_and_a_function_of_its_inputs():
+    method, state = get_method("random"), _state("random")
+    big = ModelOutputs(features=np.random.default_rng(5).normal(size=(5000, D)))
+    u = method.score(state, big)
+    assert u.shape == (5000,) and np.all((u >= 0) & (u < 1))
+    assert scipy.stats.kstest(u, "uniform").pvalue > 1e-3
+    np.testing.assert_array_equal(method.score(state, big), u)  # same inputs, same draws
+    other = method.score(state, ModelOutputs(features=big.features + 1.0))
+    assert np.mean(other == u) < 0.01
+    assert abs(scipy.stats.spearmanr(u, np.abs(big.features[:, 0])).statistic) < 0.05
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_traced_score_equals_the_host_score(name, x64):
+    method, state = get_method(name), _state(name)
+    outputs = _outputs(6)
+    host = method.score(state, outputs)
+    on_device = ModelOutputs(*(jax.numpy.asarray(a) for a in outputs))
+    traced = jax.jit(method.score)(device_state(state, np.float64), on_device)
+    np.testing.assert_allclose(np.asarray(traced), host, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_states_round_trip_bit_exactly(name, tmp_path):
+    method, state = get_method(name), _state(name)
+    method.save(state, tmp_path / f"{name}.npz")
+    loaded = method.load(tmp_path / f"{name}.npz")
+    assert type(loaded) is type(state)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(loaded), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(
+        method.score(loaded, _outputs(7)), method.score(state, _outputs(7))
+    )
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_structure_aggregation_follows_the_paper(name):
+    """Text before Eq. (11): the NLLs (and random scores) add up; σ's add as variances."""
+    u = np.abs(np.random.default_rng(8).normal(size=12))
+    index = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3])
+    got = get_method(name).aggregate(u, index, 5)
+    as_variance = get_method(name).unit not in ("nats", "1")
+    for s in range(5):
+        part = u[index == s]
+        expected = np.sqrt(np.sum(part**2)) if as_variance else np.sum(part)
+        assert got[s] == pytest.approx(expected, rel=1e-12, abs=0.0)
+
+
+@pytest.fixture(scope="module")
+def llpr_potential(potential64, frames_300K):
+    """The float64 test potential with an LLPR head fitted on ten frames' features."""
+    plain = potential64.with_head(None)
+    features = np.concatenate(plain.predict(frames_300K[:10])["features"])
+    state = get_method("llpr").fit(ModelOutputs(features=features), key=jax.random.key(0))
+    return plain.with_head("llpr", state), state
+
+
+def test_a_potential_with_an_llpr_head_scores_everywhere(llpr_potential, frames_300K, tmp_path):
+    """predict, a reloaded potential, the ASE calculator, on-device MD and the surrogate give
+    the LLPR σ of the features (computed here on the host from the predicted features)."""
+    potential, state = llpr_potential
+    frames = frames_300K[20:23]
+    pred = potential.predict(frames)
+    for features, u in zip(pred["features"], pred["uncertainty"], strict=True):
+        expected = get_method("llpr").score(state, ModelOutputs(features=features))
+        np.testing.assert_allclose(u, expected, rtol=1e-9)
+
+    potential.save(tmp_path / "model")
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
+        "llpr.npz",
+        "params.msgpack",
+        "potential.json",
+    ]
+    again = load(tmp_path / "model")
+    assert again.head.method == "llpr" and again.gmm is None
+    np.testing.assert_array_equal(again.predict(frames)["uncertainty"][0], pred["uncertainty"][0])
+
+    atoms = frames[0].copy()
+    atoms.calc = NequIPCalculator(potential)
+    atoms.get_potential_energy()
+    np.testing.assert_allclose(atoms.calc.results["uncertainty"], pred["uncertainty"][0], 1e-9)
+
+    with jax.enable_x64(True):
+        system = make_system(potential, frames[0].numbers)
+        assert system.uncertainty == "llpr"
+        x = jax.numpy.asarray(frames[0].positions)
+        _, _, u, _ = jax.jit(system.evaluate)(x, system.neighbours(x, 1024))
+    np.testing.assert_allclose(np.asarray(u), pred["uncertainty"][0], rtol=1e-9)
+
+    surrogate = Surrogate(potential)
+    assert surrogate.method == "llpr" and surrogate.has_uncertainty
+    np.testing.assert_allclose(
+        surrogate.structure_scores(frames), [u.max() for u in pred["uncertainty"]], rtol=1e-9
+    )
+
+
+def test_methods_refuse_the_wrong_model(potential64, ensemble64):
+    with pytest.raises(ValueError, match="needs an ensemble"):
+        Potential(potential64.config, potential64.params, potential64.species,
+                  head=Head("ensemble", ()))  # fmt: skip
+    with pytest.raises(ValueError, match="method of one potential"):
+        NequIPCalculator(ensemble64, uncertainty="llpr")
+    with pytest.raises(ValueError, match="needs a potential model"):
+        Surrogate(ensemble64, "llpr")
+    assert load_otf_config("tiny", ["trigger=llpr"]).trigger == "llpr"
+    with pytest.raises(ValueError, match="trigger='nope' must be one of"):
+        load_otf_config("tiny", ["trigger=nope"])
+
+
+@pytest.mark.filterwarnings("ignore::nequip_jax.data.StandInWarning")
+def test_fit_uncertainty_cli_fits_the_head_on_the_runs_training_set(tmp_path, tiny_run_config):
+    """``nequip-jax fit-uncertainty MODEL --method llpr`` rebuilds the run's training draw from
+    its config and stores the LLPR state of those features (recomputed here by a linear
+    solve) as the model's head."""
+    import yaml
+
+    from nequip_jax.cli import main
+    from nequip_jax.model import NequIPConfig, init_params
+    from nequip_jax.train import RunConfig, load_training_data
+    from nequip_jax.train.loop import member_keys
+
+    raw = tiny_run_config().to_dict()
+    raw["data"] = {**raw["data"], "n_train": 6}
+    config = RunConfig.from_dict(raw)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    model_config = NequIPConfig(num_species=4, avg_num_neighbors=15.0, **config.model)
+    potential = Potential(model_config, init_params(model_config, key=jax.random.key(1)),
+                          (1, 6, 7, 8))  # fmt: skip
+    potential.save(tmp_path / "model")
+    assert main(["fit-uncertainty", str(tmp_path / "model"), "--method", "llpr"]) == 0
+    fitted = load(tmp_path / "model")
+    assert fitted.head.method == "llpr"
+    train_atoms, _ = load_training_data(config, member_keys(config.seed, 0)[0])
+    phi = np.concatenate(potential.predict(train_atoms)["features"])
+    d = phi.shape[1]
+    expected = np.linalg.inv(phi.T @ phi + fitted.head.state.reg * np.eye(d))
+    np.testing.assert_allclose(fitted.head.state.inv_cov, expected, rtol=1e-6)
+    with pytest.raises(SystemExit, match="scores an ensemble"):
+        main(["fit-uncertainty", str(tmp_path / "model"), "--method", "ensemble"])
