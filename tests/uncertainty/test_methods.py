@@ -227,3 +227,85 @@ def test_fit_uncertainty_cli_fits_the_head_on_the_runs_training_set(tmp_path, ti
     np.testing.assert_allclose(fitted.head.state.inv_cov, expected, rtol=1e-6)
     with pytest.raises(SystemExit, match="scores an ensemble"):
         main(["fit-uncertainty", str(tmp_path / "model"), "--method", "ensemble"])
+
+
+_NEW_METHOD = """
+import ase.io, json, sys
+import jax, numpy as np
+from typing import NamedTuple
+from nequip_jax.uncertainty import registry
+from nequip_jax.uncertainty.protocol import (
+    UncertaintyMethod, array_module, load_state, save_state)
+
+class NormState(NamedTuple):
+    scale: float
+
+def score(state, outputs):
+    xp = array_module(outputs.features)
+    return state.scale * xp.sqrt(xp.sum(outputs.features ** 2, axis=-1))
+
+registry.METHODS["norm"] = UncertaintyMethod(
+    name="norm", model="potential", unit="1", label="feature norm",
+    fit=lambda outputs, *, key=None: NormState(2.0), score=score,
+    aggregate=lambda u, index, n=None: np.bincount(index, weights=u, minlength=n),
+    save=save_state, load=lambda path: load_state(NormState, path),
+    describe=lambda state: {"scale": state.scale})
+
+from experiments.common.pipeline import LABELS, METHODS
+from experiments.otf.run import RUNS
+from nequip_jax.calculator import NequIPCalculator
+from nequip_jax.model import NequIPConfig, Potential, init_params, load
+from nequip_jax.otf import TRIGGERS, Surrogate, load_otf_config
+from nequip_jax.uncertainty.protocol import ModelOutputs
+
+frames = ase.io.read(sys.argv[1], ":")
+config = NequIPConfig(num_species=4, avg_num_neighbors=15.0, **json.loads(sys.argv[2]))
+plain = Potential(config, init_params(config, key=jax.random.key(0)), (1, 6, 7, 8))
+features = np.concatenate(plain.predict(frames)["features"])
+state = registry.get_method("norm").fit(ModelOutputs(features=features))
+potential = plain.with_head("norm", state)
+potential.save(sys.argv[3])
+again = load(sys.argv[3])
+pred = again.predict(frames)
+atoms = frames[0].copy()
+atoms.calc = NequIPCalculator(again)
+atoms.get_potential_energy()
+print(json.dumps({
+    "experiment_methods": "norm" in METHODS and LABELS["norm"] == "feature norm",
+    "otf": "norm" in TRIGGERS and "norm" in RUNS
+           and load_otf_config("tiny", ["trigger=norm"]).trigger == "norm",
+    "predict": np.concatenate(pred["uncertainty"]).tolist(),
+    "calculator": atoms.calc.results["uncertainty"].tolist(),
+    "surrogate": Surrogate(again).structure_scores(frames).tolist(),
+    "features": np.concatenate(pred["features"]).tolist(),
+}))
+"""
+
+
+def test_a_new_method_is_one_definition_and_a_registry_entry(frames_300K, tiny_model, tmp_path):
+    """A method defined outside the library and added to ``registry.METHODS`` (before the rest
+    is imported, as a module of the package would be) is a method of the experiments and an
+    on-the-fly trigger, and the head of a potential that saves, loads and scores in
+    ``predict``, the calculator and the surrogate (oracle: 2 ‖f‖ of the features)."""
+    import json
+    import subprocess
+    import sys
+
+    import ase.io
+
+    frames = frames_300K[:3]
+    ase.io.write(tmp_path / "frames.xyz", frames)
+    run = subprocess.run(
+        [sys.executable, "-c", _NEW_METHOD, str(tmp_path / "frames.xyz"),
+         json.dumps(tiny_model), str(tmp_path / "model")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["experiment_methods"] and got["otf"]
+    features = np.asarray(got["features"])
+    expected = 2.0 * np.linalg.norm(features, axis=-1)
+    np.testing.assert_allclose(got["predict"], expected, rtol=1e-5)
+    np.testing.assert_allclose(got["calculator"], expected[:27], rtol=1e-5)
+    np.testing.assert_allclose(got["surrogate"], expected.reshape(3, 27).max(axis=1), rtol=1e-5)
+    assert (tmp_path / "model" / "norm.npz").is_file()
