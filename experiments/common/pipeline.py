@@ -586,11 +586,8 @@ def predict_methods(
         out[name] = _prediction(pred, pred["uncertainty"], frames, no_spread)
     for name, ensemble in (("traditional", trained.traditional), ("diverse", trained.diverse)):
         if ensemble is not None:
-            pred = ensemble.predict(frames, batch_size=batch_size)
-            method = get_method(UNCERTAINTY[name])
-            state = method.fit()
-            u = [method.score(state, ModelOutputs(member_forces=f)) for f in pred["member_forces"]]
-            out[name] = _prediction(pred, u, frames, pred["energy_std"])
+            pred = ensemble.predict(frames, batch_size=batch_size, method=UNCERTAINTY[name])
+            out[name] = _prediction(pred, pred["uncertainty"], frames, pred["energy_std"])
     if cache is not None:
         arrays = {f"{m}.{f}": getattr(p, f) for m, p in out.items() for f in Prediction._fields}
         Path(cache).parent.mkdir(parents=True, exist_ok=True)

@@ -166,11 +166,8 @@ def run(demo: DemoConfig, workdir: str | Path, *, seed: int = 0, preset: str | N
         for m, single in heads.items():  # the head's score, in the model's program
             pred = single.predict(frames)
             compared.append((f"single + {get_method(m).label}", pred, get_method(m), pred))
-        sigma, pred = get_method("ensemble"), ensemble.predict(frames)
-        scores = [
-            sigma.score(sigma.fit(), ModelOutputs(member_forces=f)) for f in pred["member_forces"]
-        ]
-        compared.append((f"ensemble ({ensemble.n_members})", pred, sigma, {"uncertainty": scores}))
+        pred = ensemble.predict(frames)
+        compared.append((f"ensemble ({ensemble.n_members})", pred, get_method("ensemble"), pred))
         row = {}
         panels = {}
         for method, pred, uncertainty, scored in compared:

@@ -39,7 +39,9 @@ from nequip_jax.model.potential import Potential, check_dataset, ensemble_progra
 from nequip_jax.train.config import RunConfig, apply_overrides
 from nequip_jax.train.distributed import is_writer
 from nequip_jax.train.loop import load_training_data, member_keys, train_group
-from nequip_jax.uncertainty.metrics import ensemble_mean_forces, ensemble_sigma
+from nequip_jax.uncertainty.metrics import ensemble_mean_forces
+from nequip_jax.uncertainty.protocol import ModelOutputs
+from nequip_jax.uncertainty.registry import get_method
 
 __all__ = [
     "Ensemble",
@@ -203,15 +205,27 @@ class Ensemble:
                 found[m] = group.member(j)
         return [found[m] for m in sorted(found)]
 
-    def predict(self, atoms_list: Sequence[ase.Atoms], batch_size: int = 32) -> dict:
+    def predict(
+        self, atoms_list: Sequence[ase.Atoms], batch_size: int = 32, *, method: str = "ensemble"
+    ) -> dict:
         """Ensemble prediction for a list of structures.
+
+        Args:
+            atoms_list: the structures.
+            batch_size: structures per padded batch.
+            method: the registered ensemble uncertainty method of ``uncertainty`` (default
+                ``"ensemble"``, σ of Eq. (4)).
 
         Returns:
             ``energy`` [n_structures] (member mean), ``energy_std`` [n_structures],
             ``member_energy`` [J, n_structures]; per structure lists of ``forces`` [n_atoms, 3]
-            (Eq. (1)), ``sigma`` = ``uncertainty`` [n_atoms] (Eq. (4)), ``member_forces``
-            [J, n_atoms, 3] and ``features`` [J, n_atoms, feature_dim] of the first group.
+            (Eq. (1)), ``uncertainty`` [n_atoms] (the method's score; σ of Eq. (4) by default),
+            ``member_forces`` [J, n_atoms, 3] and ``features`` [J, n_atoms, feature_dim] of the
+            first group.
         """
+        uncertainty = get_method(method)
+        if uncertainty.model != "ensemble":
+            raise ValueError(f"method={method!r} is not an ensemble uncertainty method.")
         energies, forces = {}, {}
         features = None
         for group in self.groups:
@@ -235,15 +249,15 @@ class Ensemble:
         order = sorted(energies)
         member_energy = np.stack([energies[m] for m in order])
         member_forces = [np.stack([forces[m][i] for m in order]) for i in range(len(atoms_list))]
-        sigma = [ensemble_sigma(f) for f in member_forces]
+        state = uncertainty.fit()
+        scores = [uncertainty.score(state, ModelOutputs(member_forces=f)) for f in member_forces]
         return {
             "energy": member_energy.mean(0),
             "energy_std": member_energy.std(0),
             "member_energy": member_energy,
             "forces": [ensemble_mean_forces(f) for f in member_forces],
             "member_forces": member_forces,
-            "sigma": sigma,
-            "uncertainty": sigma,
+            "uncertainty": scores,
             "features": features,
         }
 

@@ -51,7 +51,7 @@ def test_ensemble_predict_compiles_once_per_configuration(x64, ensemble64, frame
         params["params"]["energy_scale"] = 2.0 * params["params"]["energy_scale"]
         groups.append(dataclasses.replace(group, params=params))
     other = Ensemble(groups, ensemble64.species)
-    _no_new_programs(ensemble64, other, 2.0, "sigma", frames_300K[:5], lowerings)
+    _no_new_programs(ensemble64, other, 2.0, "uncertainty", frames_300K[:5], lowerings)
 
 
 def test_calculator_steps_and_new_weights_compile_nothing(x64, potential64, frames_300K, lowerings):

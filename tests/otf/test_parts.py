@@ -206,7 +206,7 @@ def test_surrogate_predictions_equal_the_library(tiny_potential, tiny_ensemble, 
     np.testing.assert_allclose(ens["energy"], reference["energy"], rtol=1e-5, atol=1e-5)
     for i in range(len(frames)):
         np.testing.assert_allclose(ens["forces"][i], reference["forces"][i], atol=1e-5)
-        np.testing.assert_allclose(ens["uncertainty"][i], reference["sigma"][i], atol=1e-5)
+        np.testing.assert_allclose(ens["uncertainty"][i], reference["uncertainty"][i], atol=1e-5)
 
 
 def test_test_errors_equal_evaluate_potential(tiny_potential, frames_300K):

@@ -76,7 +76,9 @@ def test_ensemble_predict_and_round_trip(frames_300K, tiny_run_config, tmp_path)
     for i in range(len(test)):
         stacked = np.stack([m["forces"][i] for m in members])
         np.testing.assert_allclose(pred["forces"][i], stacked.mean(0), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(pred["sigma"][i], ensemble_sigma(stacked), rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(
+            pred["uncertainty"][i], ensemble_sigma(stacked), rtol=1e-4, atol=1e-7
+        )
     energies = np.stack([m["energy"] for m in members])
     np.testing.assert_allclose(pred["energy_std"], energies.std(0), rtol=1e-4, atol=1e-6)
     loaded = Ensemble.load(tmp_path / "ensemble")
