@@ -35,7 +35,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from nequip_jax._cache import enable_compilation_cache
-from nequip_jax.data import PaddingBudget, neighbour_list, round_up
+from nequip_jax.data import PaddingBudget, neighbour_list, pad_graph, round_up, species_indices
 from nequip_jax.model import Potential
 from nequip_jax.model.potential import ensemble_program, potential_program, trace_count
 from nequip_jax.uncertainty.metrics import ensemble_mean_forces
@@ -148,33 +148,16 @@ def single_graph(
             f"{n_atoms} atoms and {n_edges} edges do not fit the budget {budget}; enlarge it "
             "with edge_budget()."
         )
-    last = budget.n_node - 1
-    pos = np.zeros((budget.n_node, 3), dtype)
-    pos[:n_atoms] = positions
-    species = np.zeros(budget.n_node, np.int32)
-    species[:n_atoms] = species_index
-    senders = np.full(budget.n_edge, last, np.int32)
-    receivers = np.full(budget.n_edge, last, np.int32)
-    senders[:n_edges] = nl.senders
-    receivers[:n_edges] = nl.receivers
-    shifts = np.zeros((budget.n_edge, 3), dtype)
-    shifts[:n_edges] = nl.shifts
-    graph_index = np.ones(budget.n_node, np.int32)
-    graph_index[:n_atoms] = 0
-    return jraph.GraphsTuple(
-        nodes={
-            "positions": pos,
-            "species": species,
-            "forces": np.zeros((budget.n_node, 3), dtype),
-            "mask": np.arange(budget.n_node) < n_atoms,
-            "graph_index": graph_index,
-        },
-        edges={"shifts": shifts, "mask": np.arange(budget.n_edge) < n_edges},
-        globals={"energy": np.zeros(2, dtype), "mask": np.array([True, False])},
-        senders=senders,
-        receivers=receivers,
-        n_node=np.array([n_atoms, budget.n_node - n_atoms], np.int32),
-        n_edge=np.array([n_edges, budget.n_edge - n_edges], np.int32),
+    return pad_graph(
+        budget,
+        positions=positions,
+        species=species_index,
+        senders=nl.senders,
+        receivers=nl.receivers,
+        shifts=nl.shifts,
+        n_node=[n_atoms],
+        n_edge=[n_edges],
+        dtype=dtype,
     )
 
 
@@ -332,7 +315,6 @@ class NequIPCalculator(Calculator):
         self.skin = float(skin)
         self.edge_headroom = float(edge_headroom)
         self._backend = _backend(model, uncertainty)
-        self._lookup = _species_lookup(self._backend.species)
         self._nl: NeighbourList | None = None
         self._budgets: dict[int, PaddingBudget] = {}
         self.n_neighbour_builds = 0
@@ -355,7 +337,12 @@ class NequIPCalculator(Calculator):
     ) -> None:
         super().calculate(atoms, list(properties), list(system_changes))
         atoms = self.atoms
-        species_index = _species_index(self._lookup, atoms.numbers, self._backend.species)
+        species_index = species_indices(
+            atoms.numbers,
+            self._backend.species,
+            where="NequIPCalculator",
+            remedy="use a model trained on these elements or remove those atoms",
+        )
         if needs_rebuild(self._nl, atoms, self.skin):
             self._nl = build_neighbours(atoms, self.cutoff)
             self.n_neighbour_builds += 1
@@ -379,22 +366,3 @@ class NequIPCalculator(Calculator):
         }
         if result.uncertainty is not None:
             self.results["uncertainty"] = result.uncertainty
-
-
-def _species_lookup(species: Sequence[int]) -> np.ndarray:
-    lookup = np.full(max(species) + 1, -1, np.int32)
-    lookup[list(species)] = np.arange(len(species), dtype=np.int32)
-    return lookup
-
-
-def _species_index(lookup: np.ndarray, numbers: np.ndarray, species: tuple[int, ...]) -> np.ndarray:
-    numbers = np.asarray(numbers)
-    inside = numbers < len(lookup)
-    index = np.where(inside, lookup[np.where(inside, numbers, 0)], -1)
-    if np.any(index < 0):
-        bad = sorted({int(z) for z in numbers[index < 0]})
-        raise ValueError(
-            f"element(s) with atomic number {bad} are not in the model's species list "
-            f"{list(species)}; use a model trained on these elements or remove those atoms."
-        )
-    return index.astype(np.int32)

@@ -5,8 +5,10 @@ from nequip_jax.data._graphs import (
     PaddingBudget,
     compute_budget,
     iterate_batches,
+    pad_graph,
     padding_fraction,
     round_up,
+    species_indices,
 )
 from nequip_jax.data._neighbors import neighbour_list
 from nequip_jax.data._registry import (
@@ -40,10 +42,12 @@ __all__ = [
     "load_3bpa",
     "load_isolated_atom_energies",
     "neighbour_list",
+    "pad_graph",
     "padding_fraction",
     "paper_split",
     "read_structures",
     "round_up",
+    "species_indices",
     "search_folders",
     "species_counts",
     "split_indices",

@@ -36,6 +36,8 @@ from nequip_jax.data._xyz import DataError, validate_structures
 __all__ = [
     "PaddingBudget",
     "GraphDataset",
+    "pad_graph",
+    "species_indices",
     "compute_budget",
     "iterate_batches",
     "padding_fraction",
@@ -56,6 +58,110 @@ def round_up(value: float, multiple: int) -> int:
     edges, feature rows) of the library is rounded, so that nearby sizes share one compiled
     shape."""
     return int(math.ceil(value / multiple) * multiple)
+
+
+def species_indices(
+    numbers: np.ndarray, species: Sequence[int], *, where: str, remedy: str
+) -> np.ndarray:
+    """[n] int32 index of each atomic number in the model's ``species`` list.
+
+    Raises:
+        DataError: an element not in ``species``; the message names ``where`` (file and frame,
+            or the calculator's structure) and the ``remedy``.
+    """
+    numbers = np.asarray(numbers)
+    species = tuple(int(z) for z in species)
+    lookup = np.full(max(species) + 1, -1, np.int32)
+    lookup[list(species)] = np.arange(len(species), dtype=np.int32)
+    inside = (numbers >= 0) & (numbers < len(lookup))
+    index = np.where(inside, lookup[np.where(inside, numbers, 0)], -1)
+    if np.any(index < 0):
+        bad = sorted({int(z) for z in numbers[index < 0]})
+        raise DataError(
+            f"{where}: element(s) with atomic number {bad} are not in the model's species list "
+            f"{list(species)}; {remedy}."
+        )
+    return index.astype(np.int32)
+
+
+def pad_graph(
+    budget: PaddingBudget,
+    *,
+    positions: np.ndarray,
+    species: np.ndarray,
+    senders: np.ndarray,
+    receivers: np.ndarray,
+    shifts: np.ndarray,
+    n_node: np.ndarray,
+    n_edge: np.ndarray,
+    forces: np.ndarray | None = None,
+    energy: np.ndarray | None = None,
+    dtype=np.float32,
+) -> jraph.GraphsTuple:
+    """The structures given by their concatenated real arrays, padded to ``budget`` in the
+    batch layout of the module docstring: the one padded-graph builder of the library (data
+    set batches, the ASE calculator's single structure).
+
+    Args:
+        budget: padded sizes; one node and one graph beyond the real ones are reserved.
+        positions: [n, 3] (Å); species: [n] int index into the species list.
+        senders / receivers: [e] int, node indices within the batch (0 … n − 1).
+        shifts: [e, 3] periodic image shifts (Å).
+        n_node / n_edge: [g] atoms and edges per structure.
+        forces: [n, 3] targets (zeros when ``None``); energy: [g] targets (zeros when ``None``).
+        dtype: float dtype of positions, shifts and targets.
+
+    Raises:
+        ValueError: the structures do not fit the budget (the message gives both sizes).
+    """
+    n_node, n_edge = np.asarray(n_node), np.asarray(n_edge)
+    real_nodes, real_edges, n_real = int(n_node.sum()), int(n_edge.sum()), len(n_node)
+    if real_nodes + 1 > budget.n_node or real_edges > budget.n_edge or n_real + 1 > budget.n_graph:
+        raise ValueError(
+            f"{n_real} structures with {real_nodes} atoms and {real_edges} edges do not fit "
+            f"the budget {budget} (one node and one graph are reserved for padding); compute "
+            "the budget with compute_budget() over this data set."
+        )
+    last = budget.n_node - 1
+    pos = np.zeros((budget.n_node, 3), dtype)
+    pos[:real_nodes] = positions
+    target_forces = np.zeros((budget.n_node, 3), dtype)
+    if forces is not None:
+        target_forces[:real_nodes] = forces
+    species_padded = np.zeros(budget.n_node, np.int32)
+    species_padded[:real_nodes] = species
+    graph_index = np.full(budget.n_node, budget.n_graph - 1, np.int32)
+    graph_index[:real_nodes] = np.repeat(np.arange(n_real), n_node)
+    senders_padded = np.full(budget.n_edge, last, np.int32)
+    receivers_padded = np.full(budget.n_edge, last, np.int32)
+    senders_padded[:real_edges] = senders
+    receivers_padded[:real_edges] = receivers
+    shifts_padded = np.zeros((budget.n_edge, 3), dtype)
+    shifts_padded[:real_edges] = shifts
+    target_energy = np.zeros(budget.n_graph, dtype)
+    if energy is not None:
+        target_energy[:n_real] = energy
+    nodes_per_graph = np.zeros(budget.n_graph, np.int32)
+    nodes_per_graph[:n_real] = n_node
+    nodes_per_graph[-1] = budget.n_node - real_nodes
+    edges_per_graph = np.zeros(budget.n_graph, np.int32)
+    edges_per_graph[:n_real] = n_edge
+    edges_per_graph[-1] = budget.n_edge - real_edges
+    return jraph.GraphsTuple(
+        nodes={
+            "positions": pos,
+            "species": species_padded,
+            "forces": target_forces,
+            "mask": np.arange(budget.n_node) < real_nodes,
+            "graph_index": graph_index,
+        },
+        edges={"shifts": shifts_padded, "mask": np.arange(budget.n_edge) < real_edges},
+        globals={"energy": target_energy, "mask": np.arange(budget.n_graph) < n_real},
+        senders=senders_padded,
+        receivers=receivers_padded,
+        n_node=nodes_per_graph,
+        n_edge=edges_per_graph,
+    )
 
 
 class GraphDataset:
@@ -85,22 +191,16 @@ class GraphDataset:
         )
         self.r_max = float(r_max)
         self.species = tuple(int(z) for z in species)
-        lookup = np.full(
-            max(self.species + tuple(int(a.numbers.max()) for a in structures)) + 1, -1
-        )
-        lookup[list(self.species)] = np.arange(len(self.species))
 
         positions, species_idx, forces, senders, receivers, shifts = [], [], [], [], [], []
         n_node, n_edge, energy, has_energy, has_forces = [], [], [], [], []
         for index, atoms in enumerate(structures):
-            idx = lookup[atoms.numbers]
-            if np.any(idx < 0):
-                bad = sorted({int(z) for z in atoms.numbers[idx < 0]})
-                raise DataError(
-                    f"{source}, frame {index}: element(s) with atomic number {bad} are not in the "
-                    f"model's species list {list(self.species)}; train a model that includes "
-                    "them or remove the frame."
-                )
+            idx = species_indices(
+                atoms.numbers,
+                self.species,
+                where=f"{source}, frame {index}",
+                remedy="train a model that includes them or remove the frame",
+            )
             s, r, sh = neighbour_list(
                 atoms.positions, self.r_max, cell=np.asarray(atoms.cell), pbc=atoms.pbc
             )
@@ -149,61 +249,22 @@ class GraphDataset:
         """
         indices = np.asarray(indices, dtype=np.int64)
         nn, ne = self.n_node[indices], self.n_edge[indices]
-        real_nodes, real_edges, n_real = int(nn.sum()), int(ne.sum()), len(indices)
-        if (
-            real_nodes + 1 > budget.n_node
-            or real_edges > budget.n_edge
-            or n_real + 1 > budget.n_graph
-        ):
-            raise ValueError(
-                f"{n_real} structures with {real_nodes} atoms and {real_edges} edges do not fit "
-                f"the budget {budget} (one node and one graph are reserved for padding); compute "
-                "the budget with compute_budget() over this data set."
-            )
         node_idx = _ranges(self.node_offset[indices], nn)
         edge_idx = _ranges(self.edge_offset[indices], ne)
         # Local edge indices → batch node indices.
-        node_start = np.concatenate([[0], np.cumsum(nn)[:-1]])
-        edge_shift = np.repeat(node_start, ne)
-
-        pad_n, pad_e = budget.n_node - real_nodes, budget.n_edge - real_edges
-        last = budget.n_node - 1
-        positions = np.zeros((budget.n_node, 3), dtype)
-        positions[:real_nodes] = self.positions[node_idx]
-        forces = np.zeros((budget.n_node, 3), dtype)
-        forces[:real_nodes] = self.forces[node_idx]
-        species = np.zeros(budget.n_node, np.int32)
-        species[:real_nodes] = self.species_index[node_idx]
-        graph_index = np.full(budget.n_node, budget.n_graph - 1, np.int32)
-        graph_index[:real_nodes] = np.repeat(np.arange(n_real), nn)
-        senders = np.full(budget.n_edge, last, np.int32)
-        receivers = np.full(budget.n_edge, last, np.int32)
-        senders[:real_edges] = self.senders[edge_idx] + edge_shift
-        receivers[:real_edges] = self.receivers[edge_idx] + edge_shift
-        shifts = np.zeros((budget.n_edge, 3), dtype)
-        shifts[:real_edges] = self.shifts[edge_idx]
-        energy = np.zeros(budget.n_graph, dtype)
-        energy[:n_real] = self.energy[indices]
-        n_node = np.zeros(budget.n_graph, np.int32)
-        n_node[:n_real] = nn
-        n_node[-1] = pad_n
-        n_edge = np.zeros(budget.n_graph, np.int32)
-        n_edge[:n_real] = ne
-        n_edge[-1] = pad_e
-        return jraph.GraphsTuple(
-            nodes={
-                "positions": positions,
-                "species": species,
-                "forces": forces,
-                "mask": np.arange(budget.n_node) < real_nodes,
-                "graph_index": graph_index,
-            },
-            edges={"shifts": shifts, "mask": np.arange(budget.n_edge) < real_edges},
-            globals={"energy": energy, "mask": np.arange(budget.n_graph) < n_real},
-            senders=senders,
-            receivers=receivers,
-            n_node=n_node,
-            n_edge=n_edge,
+        edge_shift = np.repeat(np.concatenate([[0], np.cumsum(nn)[:-1]]), ne)
+        return pad_graph(
+            budget,
+            positions=self.positions[node_idx],
+            species=self.species_index[node_idx],
+            senders=self.senders[edge_idx] + edge_shift,
+            receivers=self.receivers[edge_idx] + edge_shift,
+            shifts=self.shifts[edge_idx],
+            n_node=nn,
+            n_edge=ne,
+            forces=self.forces[node_idx],
+            energy=self.energy[indices],
+            dtype=dtype,
         )
 
 
