@@ -11,11 +11,15 @@ import importlib
 
 _HOMES = {
     "Ensemble": "nequip_jax.uncertainty.ensemble",
+    "Head": "nequip_jax.model.potential",
+    "ModelOutputs": "nequip_jax.uncertainty.protocol",
     "NequIP": "nequip_jax.model",
     "NequIPCalculator": "nequip_jax.calculator",
     "NequIPConfig": "nequip_jax.model",
     "Potential": "nequip_jax.model",
+    "UncertaintyMethod": "nequip_jax.uncertainty.protocol",
     "enable_compilation_cache": "nequip_jax._cache",
+    "get_method": "nequip_jax.uncertainty.registry",
     "load": "nequip_jax.model",
     "load_3bpa": "nequip_jax.data",
     "run_md": "nequip_jax.md",
