@@ -38,8 +38,7 @@ from nequip_jax._cache import enable_compilation_cache
 from nequip_jax.data import PaddingBudget, neighbour_list, pad_graph, round_up, species_indices
 from nequip_jax.model import Potential
 from nequip_jax.model.potential import ensemble_program, potential_program, trace_count
-from nequip_jax.uncertainty.metrics import ensemble_mean_forces
-from nequip_jax.uncertainty.protocol import ModelOutputs
+from nequip_jax.uncertainty.ensemble import combine_members
 from nequip_jax.uncertainty.registry import get_method
 
 __all__ = [
@@ -215,32 +214,31 @@ class _EnsembleBackend(_Backend):
                 f"uncertainty={method!r} is a method of one potential, not of an ensemble; "
                 "attach it to a Potential with potential.with_head(...)."
             )
-        self.state = self.method.fit()
         self.species = tuple(ensemble.species)
         self.r_max = max(float(g.config.r_max) for g in ensemble.groups)
         self.float64 = any(g.config.dtype == "float64" for g in ensemble.groups)
         self._fns = [ensemble_program(g.config) for g in ensemble.groups]
 
     def evaluate(self, graph, n_atoms):
-        energy, forces, energies = {}, {}, {}
+        per_group = []
         for group, fn in zip(self.ensemble.groups, self._fns, strict=True):
             out = jax.device_get(fn(group.params, group.radial, graph))
-            for j, member in enumerate(group.members):
-                energy[member] = float(out["energy"][j, 0])
-                forces[member] = np.asarray(out["forces"][j, :n_atoms], np.float64)
-                energies[member] = np.asarray(out["node_energy"][j, :n_atoms], np.float64)
-        order = sorted(energy)
-        member_energy = np.array([energy[m] for m in order])
-        member_forces = np.stack([forces[m] for m in order])  # [J, n_atoms, 3]
+            structure = {
+                "energy": out["energy"][:, :1],
+                "forces": [out["forces"][:, :n_atoms]],
+                "node_energy": [out["node_energy"][:, :n_atoms]],
+            }
+            per_group.append((group.members, structure))
+        combined = combine_members(per_group, method=self.method.name)
         return _Evaluation(
-            energy=float(member_energy.mean()),
-            forces=ensemble_mean_forces(member_forces),  # Eq. (1)
-            energies=np.stack([energies[m] for m in order]).mean(axis=0),
-            uncertainty=self.method.score(self.state, ModelOutputs(member_forces=member_forces)),
+            energy=float(combined["energy"][0]),
+            forces=combined["forces"][0],  # Eq. (1)
+            energies=combined["node_energy"][0],
+            uncertainty=combined["uncertainty"][0],
             extra={
-                "energy_std": float(member_energy.std()),
-                "member_energy": member_energy,
-                "member_forces": member_forces,
+                "energy_std": float(combined["energy_std"][0]),
+                "member_energy": combined["member_energy"][:, 0],
+                "member_forces": combined["member_forces"][0],
             },
         )
 

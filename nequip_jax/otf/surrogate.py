@@ -28,8 +28,7 @@ from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget, round_u
 from nequip_jax.model import Potential
 from nequip_jax.model.potential import ensemble_program, potential_program, run_batched
 from nequip_jax.otf.finetune import FineTuner, grow_budget
-from nequip_jax.uncertainty.ensemble import Ensemble
-from nequip_jax.uncertainty.metrics import ensemble_mean_forces
+from nequip_jax.uncertainty.ensemble import Ensemble, combine_members
 from nequip_jax.uncertainty.protocol import ModelOutputs
 from nequip_jax.uncertainty.registry import get_method
 
@@ -181,16 +180,9 @@ class Surrogate:
                 member_axis=True,
                 budget=self._budget,
             )
-            method = get_method(self.method)
-            state = method.fit()
-            return {
-                "energy": out["energy"].mean(axis=0),
-                "forces": [ensemble_mean_forces(f) for f in out["forces"]],
-                "uncertainty": [
-                    method.score(state, ModelOutputs(member_forces=f)) for f in out["forces"]
-                ],
-                "member_forces": out["forces"],
-            }
+            combined = combine_members([(group.members, out)], method=self.method)
+            keep = ("energy", "forces", "uncertainty", "member_forces")
+            return {k: combined[k] for k in keep}
         out = run_batched(
             potential_program(self.config),
             (self.model.params, None),

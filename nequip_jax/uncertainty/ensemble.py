@@ -46,6 +46,7 @@ from nequip_jax.uncertainty.registry import get_method
 __all__ = [
     "Ensemble",
     "EnsembleGroup",
+    "combine_members",
     "train_ensemble",
     "member_configs",
     "group_members",
@@ -117,6 +118,52 @@ def group_members(configs: Sequence[RunConfig]) -> list[list[int]]:
     for index, config in enumerate(configs):
         groups.setdefault(_group_key(config), []).append(index)
     return list(groups.values())
+
+
+def combine_members(
+    per_group: Sequence[tuple[Sequence[int], dict]], *, method: str = "ensemble"
+) -> dict:
+    """The ensemble's prediction from its groups' member outputs — the one place members are
+    combined (used by :meth:`Ensemble.predict`, the ASE calculator and the on-the-fly surrogate).
+
+    Args:
+        per_group: ``(member numbers, outputs)`` per vmapped group, where ``outputs`` holds
+            ``energy`` [J_g, S] and ``forces`` (a list of S arrays [J_g, n_atoms, 3]), and
+            optionally ``node_energy`` (a list of S arrays [J_g, n_atoms]).
+        method: the registered ensemble uncertainty method of ``uncertainty``.
+
+    Returns:
+        ``energy`` [S] (the member mean), ``energy_std`` [S], ``member_energy`` [J, S], per
+        structure lists of ``forces`` [n_atoms, 3] (Eq. (1)), ``member_forces`` [J, n_atoms, 3]
+        and ``uncertainty`` [n_atoms] (the method's score; σ of Eq. (4) by default), and, when
+        given, ``node_energy`` [n_atoms] (member mean); members in the order of their numbers.
+    """
+    uncertainty = get_method(method)
+    if uncertainty.model != "ensemble":
+        raise ValueError(f"method={method!r} is not an ensemble uncertainty method.")
+    columns = [(m, out, j) for members, out in per_group for j, m in enumerate(members)]
+    columns.sort(key=lambda c: c[0])
+    member_energy = np.stack([np.asarray(out["energy"][j], np.float64) for _, out, j in columns])
+    n_structures = member_energy.shape[1]
+
+    def stack(key, i):
+        return np.stack([np.asarray(out[key][i][j], np.float64) for _, out, j in columns])
+
+    member_forces = [stack("forces", i) for i in range(n_structures)]
+    state = uncertainty.fit()
+    result = {
+        "energy": member_energy.mean(0),
+        "energy_std": member_energy.std(0),
+        "member_energy": member_energy,
+        "forces": [ensemble_mean_forces(f) for f in member_forces],
+        "member_forces": member_forces,
+        "uncertainty": [
+            uncertainty.score(state, ModelOutputs(member_forces=f)) for f in member_forces
+        ],
+    }
+    if all("node_energy" in out for _, out, _ in columns):
+        result["node_energy"] = [stack("node_energy", i).mean(axis=0) for i in range(n_structures)]
+    return result
 
 
 @dataclasses.dataclass
@@ -223,11 +270,7 @@ class Ensemble:
             ``member_forces`` [J, n_atoms, 3] and ``features`` [J, n_atoms, feature_dim] of the
             first group.
         """
-        uncertainty = get_method(method)
-        if uncertainty.model != "ensemble":
-            raise ValueError(f"method={method!r} is not an ensemble uncertainty method.")
-        energies, forces = {}, {}
-        features = None
+        per_group, features = [], None
         for group in self.groups:
             dataset = GraphDataset(
                 atoms_list, group.config.r_max, self.species, require_labels=False
@@ -241,25 +284,10 @@ class Ensemble:
                 group.config.dtype,
                 member_axis=True,
             )
-            for j, m in enumerate(group.members):
-                energies[m] = out["energy"][j]
-                forces[m] = [f[j] for f in out["forces"]]
+            per_group.append((group.members, out))
             if features is None:
                 features = out["features"]
-        order = sorted(energies)
-        member_energy = np.stack([energies[m] for m in order])
-        member_forces = [np.stack([forces[m][i] for m in order]) for i in range(len(atoms_list))]
-        state = uncertainty.fit()
-        scores = [uncertainty.score(state, ModelOutputs(member_forces=f)) for f in member_forces]
-        return {
-            "energy": member_energy.mean(0),
-            "energy_std": member_energy.std(0),
-            "member_energy": member_energy,
-            "forces": [ensemble_mean_forces(f) for f in member_forces],
-            "member_forces": member_forces,
-            "uncertainty": scores,
-            "features": features,
-        }
+        return {**combine_members(per_group, method=method), "features": features}
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the ensemble folder atomically: ``ensemble.json`` and one params file a group."""
