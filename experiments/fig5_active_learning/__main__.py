@@ -2,7 +2,7 @@
 [--seeds 0 1 2] [--data xtb] [--methods gmm traditional diverse]`` (the β scans exist only in
 the GFN2-xTB twin, data/3bpa_xtb)."""
 
-from experiments.common.pipeline import METHODS, experiment_main
+from experiments.common.pipeline import PAPER_METHODS, experiment_main
 from experiments.fig5_active_learning.run import PRESETS, run
 
 
@@ -10,8 +10,8 @@ def _arguments(parser) -> None:
     parser.add_argument(
         "--methods",
         nargs="+",
-        choices=METHODS,
-        default=list(METHODS),
+        choices=PAPER_METHODS,
+        default=list(PAPER_METHODS),
         help="methods the computed seeds train (default all; 'gmm' alone is ~10x cheaper)",
     )
 
