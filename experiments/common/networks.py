@@ -4,7 +4,7 @@ The training loop records, per member, ``{"member", "epochs", "stop_reason", "be
 "best_val_forces_rmse", "wall_s", ...}`` (:func:`nequip_jax.train.loop.network_records`, in
 ``summary.json`` and in a trained piece's info). This module turns those records into the
 ``networks`` list of a results file, one entry per network with a readable name:
-:func:`networks_from_info` for the pieces of :class:`~experiments.common.pipeline.TrainedMethods`
+:func:`networks_from_info` for the pieces of :class:`~experiments.common.training.TrainedMethods`
 ("traditional member 0", "diverse variant {...}"), :func:`networks_from_runs` for training
 folders. Stop reasons are :data:`STOP_REASONS`; the scheduler's ``min_learning_rate`` and
 ``early_stopping`` count as converged (:data:`CONVERGED`).

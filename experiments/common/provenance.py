@@ -135,7 +135,7 @@ def data_record(source: str, files: Mapping[str, str | os.PathLike]) -> dict:
     Args:
         source: the data source (``"dft"``, ``"xtb"``, ...).
         files: what each file was used for -> its path (e.g. the map returned by
-            :func:`experiments.common.pipeline.check_source`, whose keys are
+            :func:`experiments.common.sources.check_source`, whose keys are
             ``"<split>:<file name>"``; the part before the colon is kept as ``use``).
 
     Raises:

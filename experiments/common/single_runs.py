@@ -107,7 +107,7 @@ def evaluate_splits(
     """Summary errors of ``potential`` on each split (cached in ``folder/eval_<split>.json``;
     with ``max_test_frames``, on that many evenly spaced frames, cached as
     ``eval_<split>_<n>.json``)."""
-    from experiments.common.pipeline import subsample
+    from experiments.common.cli import subsample
 
     out = {}
     for split in splits:
@@ -165,10 +165,10 @@ def variant_rows(results: Mapping[str, Mapping[int, dict]], splits: Sequence[str
 
     Returns:
         One row per variant: ``variant``, ``seeds``, per split ``{split: {"energy_rmse": stats,
-        "forces_rmse": stats}}`` (stats from :func:`experiments.common.pipeline.mean_sd` as
+        "forces_rmse": stats}}`` (stats from :func:`experiments.common.stats.mean_sd` as
         ``{"mean", "sd", "n", "values"}``, in meV), ``epochs`` (per seed) and ``stop_reasons``.
     """
-    from experiments.common.pipeline import mean_sd
+    from experiments.common.stats import mean_sd
 
     def stats(values):
         m, s, n = mean_sd(values)
@@ -195,7 +195,7 @@ def variant_rows(results: Mapping[str, Mapping[int, dict]], splits: Sequence[str
 
 def markdown_table(rows: Sequence[dict], splits: Sequence[str], label: str = "variant") -> str:
     """The rows of :func:`variant_rows` as a markdown table (E RMSE meV/atom, F RMSE meV/Å)."""
-    from experiments.common.pipeline import format_mean_sd
+    from experiments.common.stats import format_mean_sd
 
     head = [label, "seeds"]
     for split in splits:
@@ -261,8 +261,8 @@ def run_study(
             stored as ``conclusion``.
         reference: markdown printed after the table (e.g. published numbers).
     """
-    from experiments.common.pipeline import check_source
     from experiments.common.provenance import begin_run, provenance
+    from experiments.common.sources import check_source
 
     start = begin_run()
     workdir = Path(workdir)

@@ -1,7 +1,7 @@
 """Cost table: ``python -m experiments.cost --preset cpu|paper|tiny [--seeds 0 1 2]
 [--data dft|xtb]``."""
 
-from experiments.common.pipeline import experiment_main
+from experiments.common.cli import experiment_main
 from experiments.cost.run import PRESETS, run
 
 

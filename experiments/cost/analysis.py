@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common.pipeline import format_mean_sd
+from experiments.common.stats import format_mean_sd
 
 __all__ = ["epoch_times", "split_compile", "ratio", "claims"]
 

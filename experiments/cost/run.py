@@ -27,18 +27,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from experiments.common.cli import hardware_note, subsample
+from experiments.common.config import MethodsConfig, run_config
+from experiments.common.methods import KEY_TAGS
 from experiments.common.networks import networks_from_runs
-from experiments.common.pipeline import (
-    KEY_TAGS,
-    MethodsConfig,
-    check_source,
-    format_mean_sd,
-    hardware_note,
-    mean_sd,
-    run_config,
-    subsample,
-)
 from experiments.common.provenance import begin_run, provenance
+from experiments.common.sources import check_source
+from experiments.common.stats import format_mean_sd, mean_sd
 from experiments.cost.analysis import claims, epoch_times, ratio, split_compile
 from experiments.fig2_uncertainty.run import TINY_METHODS
 from nequip_jax._io import atomic_write_json, atomic_write_text

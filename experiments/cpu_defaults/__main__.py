@@ -1,7 +1,7 @@
 """A/B of the cpu model's defaults: ``python -m experiments.cpu_defaults --preset cpu|tiny
 [--seeds 0 1]`` (DFT D_train,100^300; converged single networks, test errors at 300/600/1200 K)."""
 
-from experiments.common.pipeline import experiment_main
+from experiments.common.cli import experiment_main
 from experiments.cpu_defaults.run import PRESETS, run
 
 

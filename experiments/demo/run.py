@@ -20,10 +20,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from experiments.common.cli import subsample
 from experiments.common.networks import networks_from_runs
-from experiments.common.pipeline import check_source, subsample
 from experiments.common.plots import tpr_ppv_maps, uncertainty_vs_error
 from experiments.common.provenance import begin_run, provenance
+from experiments.common.sources import check_source
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
 from nequip_jax.train import load_config, train

@@ -1,7 +1,7 @@
 """Fig. 2: ``python -m experiments.fig2_uncertainty --preset cpu|paper|tiny [--seeds 0 1 2]
 [--data dft|xtb]``."""
 
-from experiments.common.pipeline import experiment_main
+from experiments.common.cli import experiment_main
 from experiments.fig2_uncertainty.run import PRESETS, run
 
 

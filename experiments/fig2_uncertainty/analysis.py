@@ -1,6 +1,6 @@
 """Numbers behind Fig. 2 of Zhu et al. (2023): per-atom uncertainty against per-atom error.
 
-Pure functions of :class:`~experiments.common.pipeline.Prediction` arrays and of per-seed result
+Pure functions of :class:`~experiments.common.prediction.Prediction` arrays and of per-seed result
 dictionaries; no training, no files.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from experiments.common.pipeline import Prediction
+from experiments.common.prediction import Prediction
 from nequip_jax.uncertainty.summary import summarize_uncertainty
 
 __all__ = ["method_metrics", "ordering_holds", "monotone_increasing", "TEMPERATURE_TESTS"]

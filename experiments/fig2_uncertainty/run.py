@@ -2,7 +2,7 @@
 
 For every training setting ("combo": 300 K or mixed, 50 or 100 structures, width f) and seed:
 draw the split, train (or load) the single model + GMM, the traditional and the diverse ensemble
-(:mod:`experiments.common.pipeline`), predict the test sets, and summarise. Across seeds every
+(:mod:`experiments.common.training`), predict the test sets, and summarise. Across seeds every
 number is reported as mean ± sd; the claims of the paper's Fig. 2 text are checked per seed.
 
 Fig. 3 (:mod:`experiments.fig3_tpr_ppv`) reuses :func:`train_and_predict` on the same settings, so
@@ -18,27 +18,17 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from experiments.common.cli import hardware_note, subsample
+from experiments.common.config import MethodsConfig
+from experiments.common.methods import LABELS, METHODS, PAPER_METHODS, axis_label, display_unit
 from experiments.common.networks import networks_from_info
 from experiments.common.pieces import combined_provenance, identity, run_seeds
-from experiments.common.pipeline import (
-    LABELS,
-    METHODS,
-    PAPER_METHODS,
-    MethodsConfig,
-    Prediction,
-    aggregate_seeds,
-    axis_label,
-    check_source,
-    display_unit,
-    format_mean_sd,
-    hardware_note,
-    predict_methods,
-    subsample,
-    train_methods,
-    training_summary,
-)
 from experiments.common.plots import uncertainty_vs_error
+from experiments.common.prediction import Prediction, predict_methods
 from experiments.common.provenance import begin_run
+from experiments.common.sources import check_source
+from experiments.common.stats import aggregate_seeds, format_mean_sd
+from experiments.common.training import train_methods, training_summary
 from experiments.fig2_uncertainty.analysis import (
     TEMPERATURE_TESTS,
     method_metrics,

@@ -1,7 +1,7 @@
 """Fig. 3: ``python -m experiments.fig3_tpr_ppv --preset cpu|paper|tiny [--seeds 0 1 2]
 [--data dft|xtb]`` (reuses the models and predictions of ``experiments.fig2_uncertainty``)."""
 
-from experiments.common.pipeline import experiment_main
+from experiments.common.cli import experiment_main
 from experiments.fig3_tpr_ppv.run import PRESETS, run
 
 

@@ -12,20 +12,14 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from experiments.common.cli import hardware_note
+from experiments.common.methods import LABELS, METHODS, PAPER_METHODS, axis_label
 from experiments.common.networks import networks_from_info
 from experiments.common.pieces import combined_provenance, identity, run_seeds
-from experiments.common.pipeline import (
-    LABELS,
-    METHODS,
-    PAPER_METHODS,
-    aggregate_seeds,
-    axis_label,
-    check_source,
-    format_mean_sd,
-    hardware_note,
-)
 from experiments.common.plots import tpr_ppv_maps
 from experiments.common.provenance import begin_run
+from experiments.common.sources import check_source
+from experiments.common.stats import aggregate_seeds, format_mean_sd
 from experiments.fig2_uncertainty.analysis import TEMPERATURE_TESTS
 from experiments.fig2_uncertainty.run import (
     PRESETS,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from experiments.common.pipeline import Prediction, structure_uncertainty
+from experiments.common.prediction import Prediction, structure_uncertainty
 from nequip_jax.uncertainty.metrics import normalize_landscape, spearman
 
 __all__ = ["landscape_values", "pearson", "top_overlap", "compare_landscapes", "PAIRS"]

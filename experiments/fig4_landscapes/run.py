@@ -17,23 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.common.cli import hardware_note, subsample
+from experiments.common.config import MethodsConfig
+from experiments.common.methods import LABELS, PAPER_METHODS
 from experiments.common.networks import networks_from_info
 from experiments.common.pieces import combined_provenance, identity, run_seeds
-from experiments.common.pipeline import (
-    LABELS,
-    PAPER_METHODS,
-    MethodsConfig,
-    aggregate_seeds,
-    check_source,
-    format_mean_sd,
-    hardware_note,
-    predict_methods,
-    subsample,
-    train_methods,
-    training_summary,
-)
 from experiments.common.plots import landscapes
+from experiments.common.prediction import predict_methods
 from experiments.common.provenance import begin_run
+from experiments.common.sources import check_source
+from experiments.common.stats import aggregate_seeds, format_mean_sd
+from experiments.common.training import train_methods, training_summary
 from experiments.fig2_uncertainty.run import CPU_METHODS, TINY_METHODS, Combo
 from experiments.fig4_landscapes.analysis import compare_landscapes, landscape_values
 from nequip_jax._io import atomic_write_json, atomic_write_text

@@ -2,7 +2,8 @@
 [--seeds 0 1 2] [--data xtb] [--methods gmm traditional diverse]`` (the β scans exist only in
 the GFN2-xTB twin, data/3bpa_xtb)."""
 
-from experiments.common.pipeline import PAPER_METHODS, experiment_main
+from experiments.common.cli import experiment_main
+from experiments.common.methods import PAPER_METHODS
 from experiments.fig5_active_learning.run import PRESETS, run
 
 

@@ -12,7 +12,8 @@ import jax
 import numpy as np
 from scipy import stats
 
-from experiments.common.pipeline import Prediction, compare_to_spread
+from experiments.common.prediction import Prediction
+from experiments.common.stats import compare_to_spread
 from nequip_jax.uncertainty.metrics import active_learning_score, error_summary, select_top
 
 __all__ = [

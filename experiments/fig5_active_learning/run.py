@@ -22,23 +22,17 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from experiments.common.cli import hardware_note, subsample
+from experiments.common.config import MethodsConfig
+from experiments.common.methods import KEY_TAGS, LABELS, PAPER_METHODS
 from experiments.common.networks import networks_from_info
 from experiments.common.pieces import Stages, combined_provenance, identity, run_seeds
-from experiments.common.pipeline import (
-    KEY_TAGS,
-    LABELS,
-    PAPER_METHODS,
-    MethodsConfig,
-    check_source,
-    fingerprint,
-    format_mean_sd,
-    hardware_note,
-    predict_methods,
-    subsample,
-    train_methods,
-)
 from experiments.common.plots import error_distributions
+from experiments.common.prediction import predict_methods
 from experiments.common.provenance import begin_run
+from experiments.common.sources import check_source, fingerprint
+from experiments.common.stats import format_mean_sd
+from experiments.common.training import train_methods
 from experiments.fig2_uncertainty.run import CPU_METHODS, TINY_METHODS
 from experiments.fig4_landscapes.run import scan_split
 from experiments.fig5_active_learning.analysis import (

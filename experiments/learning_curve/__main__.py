@@ -2,7 +2,7 @@
 (DFT train_300K draws of N = 50, 100, 250, 450 structures; converged single networks; test
 errors at 300/600/1200 K next to the published 500-structure NequIP numbers)."""
 
-from experiments.common.pipeline import experiment_main
+from experiments.common.cli import experiment_main
 from experiments.learning_curve.run import PRESETS, run
 
 

@@ -17,8 +17,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
+from experiments.common.methods import LABELS, METHODS
 from experiments.common.networks import CONVERGED
-from experiments.common.pipeline import LABELS, METHODS, format_mean_sd
+from experiments.common.stats import format_mean_sd
 from experiments.cost.analysis import claims as cost_claims
 from experiments.fig5_active_learning.analysis import (
     TABLE_METRICS,

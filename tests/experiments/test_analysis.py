@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from experiments.common.pipeline import Prediction
 from experiments.common.plots import _grid
+from experiments.common.prediction import Prediction
 from experiments.cost.analysis import claims as cost_claims
 from experiments.cost.analysis import epoch_times, ratio, split_compile
 from experiments.fig2_uncertainty.analysis import (

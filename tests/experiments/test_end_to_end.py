@@ -79,7 +79,7 @@ def fig2_workdir(scan_root, tmp_path_factory, models_dir):
 
 
 def test_fig2_end_to_end(fig2_workdir, scan_root, models_dir):
-    from experiments.common.pipeline import subsample
+    from experiments.common.cli import subsample
     from experiments.fig2_uncertainty.run import PRESETS
 
     results = json.loads((fig2_workdir / "results.json").read_text())

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments.common.pipeline import subsample
+from experiments.common.cli import subsample
 from experiments.common.single_runs import train_to_convergence, variant_config
 from experiments.cpu_defaults.__main__ import main
 from experiments.cpu_defaults.run import PRESETS

@@ -251,7 +251,7 @@ registry.METHODS["norm"] = UncertaintyMethod(
     save=save_state, load=lambda path: load_state(NormState, path),
     describe=lambda state: {"scale": state.scale})
 
-from experiments.common.pipeline import LABELS, METHODS
+from experiments.common.methods import LABELS, METHODS
 from experiments.otf.run import RUNS
 from nequip_jax.calculator import NequIPCalculator
 from nequip_jax.model import NequIPConfig, Potential, init_params, load

@@ -1,5 +1,5 @@
-"""Pure logic of experiments/common/pipeline.py: statistics over seeds, verdicts, configuration,
-data-source checks, structure aggregation."""
+"""Pure logic of the experiments' shared modules (experiments/common): statistics over seeds,
+verdicts, configuration, data-source checks, structure aggregation."""
 
 from __future__ import annotations
 
@@ -14,20 +14,12 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments.common import pipeline
-from experiments.common.pipeline import (
-    MethodsConfig,
-    Prediction,
-    aggregate_seeds,
-    check_source,
-    compare_to_spread,
-    fingerprint,
-    format_mean_sd,
-    mean_sd,
-    run_config,
-    seeds_from_args,
-    structure_uncertainty,
-)
+from experiments.common import cli, sources, training
+from experiments.common.cli import seeds_from_args
+from experiments.common.config import MethodsConfig, run_config
+from experiments.common.prediction import Prediction, structure_uncertainty
+from experiments.common.sources import check_source, fingerprint
+from experiments.common.stats import aggregate_seeds, compare_to_spread, format_mean_sd, mean_sd
 from nequip_jax.data import DataError
 
 finite = st.floats(-1e3, 1e3, allow_nan=False)
@@ -153,7 +145,7 @@ def test_check_source_refuses_xtb_files_for_dft(tmp_path, monkeypatch):
     fake_xtb = tmp_path / "3bpa_xtb"
     fake_xtb.mkdir()
     (fake_xtb / "test_dih_beta120.xyz").write_text("")
-    monkeypatch.setattr(pipeline, "XTB_ROOT", fake_xtb)
+    monkeypatch.setattr(sources, "XTB_ROOT", fake_xtb)
     monkeypatch.setenv("NEQUIP_JAX_DATA", str(fake_xtb))
     with pytest.raises(DataError):
         check_source("dft", None, ["dih_beta120"])
@@ -177,15 +169,15 @@ def test_structure_uncertainty_matches_loops():
 )
 def test_seeds_from_args(argv, expected):
     parser = argparse.ArgumentParser()
-    pipeline.add_common_arguments(parser, ["cpu"])
+    cli.add_common_arguments(parser, ["cpu"])
     assert seeds_from_args(parser.parse_args(argv), (0, 1, 2)) == expected
 
 
 def test_data_root():
-    assert pipeline.data_root("dft") is None
-    assert pipeline.data_root("xtb") == pipeline.XTB_ROOT
+    assert sources.data_root("dft") is None
+    assert sources.data_root("xtb") == sources.XTB_ROOT
     with pytest.raises(ValueError):
-        pipeline.data_root("pbe")
+        sources.data_root("pbe")
 
 
 def test_variants_of_equal_shape_train_as_one_cached_piece(frames_300K, tiny_model, tmp_path):
@@ -204,7 +196,7 @@ def test_variants_of_equal_shape_train_as_one_cached_piece(frames_300K, tiny_mod
     )
     data = (frames_300K[:4], frames_300K[4:6])
     kwargs = dict(seed=0, data=data, models_dir=tmp_path, methods=("diverse",))
-    trained = pipeline.train_methods(mc, **kwargs)
+    trained = training.train_methods(mc, **kwargs)
     pieces = trained.info["variants"]
     assert [p["members"] for p in pieces] == [[100, 102], [101]]
     assert [p["variants"] for p in pieces] == [
@@ -219,7 +211,7 @@ def test_variants_of_equal_shape_train_as_one_cached_piece(frames_300K, tiny_mod
         assert [n["best_epoch"] for n in piece["networks"]] == piece["best_epoch"]
         assert {n["stop_reason"] for n in piece["networks"]} == {"max_epochs"}
         assert {n["epochs"] for n in piece["networks"]} == {1}
-    again = pipeline.train_methods(mc, **kwargs)
+    again = training.train_methods(mc, **kwargs)
     assert all(p["cached"] for p in again.info["variants"])
     assert [p["networks"] for p in again.info["variants"]] == [p["networks"] for p in pieces]
     frames = frames_300K[6:8]
@@ -240,13 +232,13 @@ def test_interrupted_piece_resumes_to_the_uninterrupted_result(frames_300K, tiny
     )
     data = (frames_300K[:4], frames_300K[4:6])
     kwargs = dict(seed=0, data=data, methods=("traditional",))
-    whole = pipeline.train_methods(mc, models_dir=tmp_path / "whole", **kwargs)
+    whole = training.train_methods(mc, models_dir=tmp_path / "whole", **kwargs)
     folder = tmp_path / "resumed" / whole.info["traditional"]["folder"]
     short = run_config(dataclasses.replace(mc, optim={**mc.optim, "max_epochs": 1}), seed=0)
-    pipeline.train_group([short] * 2, [0, 1], folder / "train", data=data, verbose=False)
+    training.train_group([short] * 2, [0, 1], folder / "train", data=data, verbose=False)
     assert (folder / "train" / "last.ckpt").is_file() and not (folder / "piece.json").exists()
     done = (folder / "train" / "metrics.jsonl").read_text().splitlines()
-    resumed = pipeline.train_methods(mc, models_dir=tmp_path / "resumed", **kwargs)
+    resumed = training.train_methods(mc, models_dir=tmp_path / "resumed", **kwargs)
     info = resumed.info["traditional"]
     assert info["resumed"] and not info["cached"] and info["epochs"] == 3
     assert [n["epochs"] for n in info["networks"]] == [3, 3]
