@@ -10,7 +10,7 @@ worker, say) does not import JAX and the model.
 import importlib
 
 _HOMES = {
-    "Ensemble": "nequip_jax.uncertainty.ensemble",
+    "Ensemble": "nequip_jax.model.ensemble",
     "Head": "nequip_jax.model.potential",
     "ModelOutputs": "nequip_jax.uncertainty.protocol",
     "NequIP": "nequip_jax.model",
@@ -23,7 +23,7 @@ _HOMES = {
     "load": "nequip_jax.model",
     "load_3bpa": "nequip_jax.data",
     "run_md": "nequip_jax.md",
-    "train_ensemble": "nequip_jax.uncertainty.ensemble",
+    "train_ensemble": "nequip_jax.train.ensemble",
 }
 __all__ = sorted(_HOMES)
 __version__ = "0.1.0"

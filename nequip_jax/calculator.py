@@ -37,8 +37,8 @@ from ase.calculators.calculator import Calculator, all_changes
 from nequip_jax._cache import enable_compilation_cache
 from nequip_jax.data import PaddingBudget, neighbour_list, pad_graph, round_up, species_indices
 from nequip_jax.model import Potential
+from nequip_jax.model.ensemble import combine_members
 from nequip_jax.model.potential import ensemble_program, potential_program, trace_count
-from nequip_jax.uncertainty.ensemble import combine_members
 from nequip_jax.uncertainty.registry import get_method
 
 __all__ = [
@@ -260,7 +260,7 @@ def _backend(model, uncertainty: str) -> _Backend:
 
 class NequIPCalculator(Calculator):
     """ASE calculator for a :class:`~nequip_jax.model.Potential` (with or without a GMM) or an
-    :class:`~nequip_jax.uncertainty.ensemble.Ensemble`.
+    :class:`~nequip_jax.model.ensemble.Ensemble`.
 
     Results: ``energy`` (= ``free_energy``, eV), ``forces`` [n_atoms, 3] (eV/Å), ``energies``
     [n_atoms] (per-atom energies, eV) and ``uncertainty`` [n_atoms]: the per-atom score of the

@@ -114,7 +114,7 @@ def _load_frames(spec: str, root: str | None):
 def _load_model(path: str):
     """A saved Potential (``model/``) or Ensemble (``ensemble/``) folder."""
     from nequip_jax.model import load
-    from nequip_jax.uncertainty.ensemble import Ensemble
+    from nequip_jax.model.ensemble import Ensemble
 
     if (Path(path) / "ensemble.json").is_file():
         return Ensemble.load(path)
@@ -268,7 +268,7 @@ def _export(args: argparse.Namespace) -> int:
 def _train_ensemble(args: argparse.Namespace) -> int:
     from nequip_jax.train import load_config
     from nequip_jax.train.distributed import initialize, is_writer, member_mesh
-    from nequip_jax.uncertainty.ensemble import load_variants, train_ensemble
+    from nequip_jax.train.ensemble import load_variants, train_ensemble
 
     if args.distributed:
         try:

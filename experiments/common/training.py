@@ -12,7 +12,7 @@ The methods (Sec. II of the paper):
 - ``diverse``: the first ``n_diverse_traditional`` traditional members plus one model per
   hyperparameter variant (the paper: 3 + 7). Variants that keep the parameter shapes (other
   ``r_max``, ``cutoff_p``, learning rate or loss weights) are trained together as one vmapped
-  piece (:func:`nequip_jax.uncertainty.ensemble.group_members`).
+  piece (:func:`nequip_jax.train.ensemble.group_members`).
 
 The single model of the GMM (and of every other head) is traditional member 0 (same seed, same
 training), so the methods share their networks the way the paper describes the diverse
@@ -44,9 +44,10 @@ from experiments.common.methods import KEY_TAGS, METHODS, SINGLE_METHODS
 from experiments.common.sources import digest, fingerprint
 from nequip_jax._io import atomic_write_json
 from nequip_jax.model import Potential
+from nequip_jax.model.ensemble import Ensemble, EnsembleGroup
 from nequip_jax.train import RunConfig
+from nequip_jax.train.ensemble import group_members
 from nequip_jax.train.loop import train_group
-from nequip_jax.uncertainty.ensemble import Ensemble, EnsembleGroup, group_members
 from nequip_jax.uncertainty.protocol import ModelOutputs
 from nequip_jax.uncertainty.registry import get_method
 

@@ -32,8 +32,8 @@ from experiments.fig2_uncertainty.run import CPU_METHODS, TINY_METHODS, Combo
 from experiments.fig4_landscapes.analysis import compare_landscapes, landscape_values
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
+from nequip_jax.train.ensemble import DIVERSE_VARIANTS
 from nequip_jax.train.loop import member_keys
-from nequip_jax.uncertainty.ensemble import DIVERSE_VARIANTS
 
 __all__ = ["LandscapeConfig", "PRESETS", "run", "claims", "scan_split"]
 

@@ -166,7 +166,7 @@ def run_md(
 
     Args:
         model: a :class:`~nequip_jax.model.Potential` (uncertainty: GMM NLL when a mixture is
-            attached) or a one-group :class:`~nequip_jax.uncertainty.ensemble.Ensemble` (σ).
+            attached) or a one-group :class:`~nequip_jax.model.ensemble.Ensemble` (σ).
         atoms: the start geometry; its velocities are used unless ``temperature_K`` is given
             for the initial draw (NVE) — Langevin always needs ``temperature_K``.
         n_steps: steps per replica.

@@ -6,7 +6,7 @@ uncertainty.
 (:mod:`nequip_jax.uncertainty.registry`), traced into the MD program — the head of a
 :class:`~nequip_jax.model.Potential` (e.g. the GMM negative log-likelihood of the final scalar
 features, Zhu et al. 2023, Eq. (8)), an ensemble method of an
-:class:`~nequip_jax.uncertainty.ensemble.Ensemble` (default the force uncertainty σ, Eq. (4)),
+:class:`~nequip_jax.model.ensemble.Ensemble` (default the force uncertainty σ, Eq. (4)),
 and zeros for a potential without a head. Energies and forces of an ensemble are the member
 means (Eq. (1)).
 """

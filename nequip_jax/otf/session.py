@@ -27,7 +27,7 @@ from nequip_jax.otf.data import initial_set, label_tag, test_sets, write_xyz
 from nequip_jax.otf.state import EventLog, OTFState, save_state
 from nequip_jax.otf.surrogate import Surrogate, threshold_from_scores
 from nequip_jax.train import RunConfig, train
-from nequip_jax.uncertainty.ensemble import train_ensemble
+from nequip_jax.train.ensemble import train_ensemble
 from nequip_jax.uncertainty.metrics import force_error_per_atom
 
 __all__ = [

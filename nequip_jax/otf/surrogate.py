@@ -26,9 +26,9 @@ import numpy as np
 from nequip_jax.calculator import NequIPCalculator
 from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget, round_up
 from nequip_jax.model import Potential
+from nequip_jax.model.ensemble import Ensemble, combine_members
 from nequip_jax.model.potential import ensemble_program, potential_program, run_batched
 from nequip_jax.otf.finetune import FineTuner, grow_budget
-from nequip_jax.uncertainty.ensemble import Ensemble, combine_members
 from nequip_jax.uncertainty.protocol import ModelOutputs
 from nequip_jax.uncertainty.registry import get_method
 

@@ -1,7 +1,8 @@
-"""Training: configuration, loss, steps, scheduler, checkpoints and the loop."""
+"""Training: configuration, loss, steps, scheduler, checkpoints, the loop and vmapped ensembles."""
 
 from nequip_jax.train.checkpoint import load_checkpoint, save_checkpoint
 from nequip_jax.train.config import DataConfig, OptimConfig, RunConfig, apply_overrides, load_config
+from nequip_jax.train.ensemble import train_ensemble
 from nequip_jax.train.loop import evaluate_sums, load_training_data, prepare, train
 from nequip_jax.train.loss import ErrorSums, error_sums, summarize, weighted_loss
 from nequip_jax.train.schedule import PlateauState, plateau_init, plateau_update
@@ -36,5 +37,6 @@ __all__ = [
     "save_checkpoint",
     "summarize",
     "train",
+    "train_ensemble",
     "weighted_loss",
 ]

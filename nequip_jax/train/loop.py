@@ -518,7 +518,7 @@ def _check_same_group(a: RunConfig, b: RunConfig) -> None:
             "members of one vmapped group must share the seed, the model hyperparameters other "
             f"than {list(RADIAL_FIELDS)} and the optimiser settings other than {sorted(vary)}; "
             f"differing: {diff}. Train them as separate groups (see "
-            "nequip_jax.uncertainty.ensemble.group_members)."
+            "nequip_jax.train.ensemble.group_members)."
         )
 
 

@@ -20,7 +20,7 @@ from nequip_jax.md import (
     run_md,
     velocity_verlet,
 )
-from nequip_jax.uncertainty.ensemble import Ensemble
+from nequip_jax.model.ensemble import Ensemble
 
 
 def _evaluate_frames(system, frames):

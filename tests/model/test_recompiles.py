@@ -14,7 +14,7 @@ import numpy as np
 
 from nequip_jax.calculator import NequIPCalculator
 from nequip_jax.model import Potential
-from nequip_jax.uncertainty.ensemble import Ensemble
+from nequip_jax.model.ensemble import Ensemble
 
 
 def _reweighted(potential: Potential, factor: float) -> Potential:

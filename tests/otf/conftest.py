@@ -7,7 +7,7 @@ import pytest
 
 from nequip_jax.data import GraphDataset, compute_budget
 from nequip_jax.model import NequIPConfig, Potential, make_model_fns
-from nequip_jax.uncertainty.ensemble import Ensemble, EnsembleGroup
+from nequip_jax.model.ensemble import Ensemble, EnsembleGroup
 from tests.tiny_models import SPECIES, TINY_MODEL
 
 

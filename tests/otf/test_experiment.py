@@ -30,7 +30,7 @@ def tiny_otf(tmp_path_factory):
 def test_tiny_comparison(tiny_otf):
     workdir, results = tiny_otf
     runs = results["runs"]
-    assert set(runs) == {"gmm", "ensemble", "random"}
+    assert set(runs) == {"gmm", "ensemble", "llpr", "random"}  # one run per registered method
     assert runs["random"]["n_oracle_calls"] <= runs["gmm"]["n_oracle_calls"]
     for name, summary in runs.items():
         assert summary["done"]
@@ -54,6 +54,7 @@ def test_tiny_comparison(tiny_otf):
     for n in results["networks"]:
         nets.setdefault(n["stage"], []).append(n)
     assert len(nets["gmm"]) == 1 and nets["random"][0]["piece"] == nets["gmm"][0]["piece"]
+    assert nets["llpr"][0]["piece"] == nets["gmm"][0]["piece"]  # the same initial model
     assert [n["member"] for n in nets["ensemble"]] == list(range(results["config"]["n_members"]))
     assert results["provenance"]["preset"] == "tiny"
     assert str(workdir) not in json.dumps(results["provenance"])

@@ -129,7 +129,8 @@ def files_config(tmp_path, tiny_model):
 
 
 def test_two_processes_train_the_single_process_ensemble(files_config, tmp_path):
-    from nequip_jax.uncertainty.ensemble import Ensemble, train_ensemble
+    from nequip_jax.model.ensemble import Ensemble
+    from nequip_jax.train.ensemble import train_ensemble
 
     config_path, frames = files_config
     workdir = tmp_path / "distributed"

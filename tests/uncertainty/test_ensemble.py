@@ -11,8 +11,9 @@ import numpy as np
 
 from nequip_jax.data import GraphDataset, compute_budget
 from nequip_jax.model import NequIPConfig, make_model_fns
+from nequip_jax.model.ensemble import Ensemble
 from nequip_jax.train import init_train_state, make_optimizer, make_train_step
-from nequip_jax.uncertainty.ensemble import Ensemble, group_members, member_configs, train_ensemble
+from nequip_jax.train.ensemble import group_members, member_configs, train_ensemble
 from nequip_jax.uncertainty.metrics import ensemble_sigma
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,7 +95,7 @@ SHARDED_SCRIPT = textwrap.dedent(
     from jax.sharding import Mesh
     from nequip_jax.data import load_3bpa
     from nequip_jax.train import RunConfig
-    from nequip_jax.uncertainty.ensemble import train_ensemble
+    from nequip_jax.train.ensemble import train_ensemble
 
     assert len(jax.devices()) == 2, jax.devices()
     frames = load_3bpa("train_300K", allow_download=False)[:6]

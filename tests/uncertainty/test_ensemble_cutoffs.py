@@ -19,15 +19,10 @@ from nequip_jax.model import (
     init_params,
     make_model_fns,
 )
+from nequip_jax.model.ensemble import Ensemble, EnsembleGroup
 from nequip_jax.train import RunConfig
+from nequip_jax.train.ensemble import DIVERSE_VARIANTS, group_members, member_configs
 from nequip_jax.train.loop import train_group
-from nequip_jax.uncertainty.ensemble import (
-    DIVERSE_VARIANTS,
-    Ensemble,
-    EnsembleGroup,
-    group_members,
-    member_configs,
-)
 
 SPECIES = (1, 6, 7, 8)
 #: (r_max, cutoff_p, avg_num_neighbors) of the three members; the last has the largest cutoff.

@@ -1,16 +1,13 @@
-"""Deep ensembles of NequIP models trained together with ``jax.vmap``.
+"""An ensemble of NequIP models: vmapped groups of same-shaped members, saved and predicted
+together.
 
-Traditional ensemble (Zhu et al. 2023): J members that differ only in their initial weights and
-mini-batch order. Diverse ensemble: three traditional members plus variants with other
-hyperparameters. Members whose hyperparameters keep the parameter shapes (seed, learning rate,
-loss weights, cutoff radius ``r_max`` and envelope exponent ``cutoff_p``) are trained and
-evaluated as one vmapped group: the group's graphs are built with its largest ``r_max`` and each
-member's cutoff settings (:class:`nequip_jax.model.RadialSettings`) travel next to its
-parameters. Every distinct model shape (features, layers, lmax, number of radial basis
-functions, ...) is a group of its own.
-
-Ensemble predictions: mean forces (Eq. (1)), per-atom σ (Eq. (4)) and the standard deviation of
-the total energy.
+Members whose hyperparameters keep the parameter shapes are one :class:`EnsembleGroup`: stacked
+parameters with a leading member axis, evaluated by one vmapped program on graphs built with
+the group's largest ``r_max`` (each member's cutoff settings,
+:class:`nequip_jax.model.RadialSettings`, travel next to its parameters). Ensemble predictions:
+mean forces (Zhu et al. 2023, Eq. (1)), the per-atom score of a registered ensemble uncertainty
+method (σ of Eq. (4) by default) and the standard deviation of the total energy; members are
+combined in one place, :func:`combine_members`.
 """
 
 from __future__ import annotations
@@ -25,99 +22,24 @@ from typing import Any
 import ase
 import jax
 import numpy as np
-import yaml
 from flax import serialization
 
 from nequip_jax._io import atomic_folder
 from nequip_jax.data import GraphDataset
 from nequip_jax.model import (
-    RADIAL_FIELDS,
     NequIPConfig,
     RadialSettings,
 )
 from nequip_jax.model.potential import Potential, check_dataset, ensemble_program, run_batched
-from nequip_jax.train.config import RunConfig, apply_overrides
-from nequip_jax.train.distributed import is_writer
-from nequip_jax.train.loop import load_training_data, member_keys, train_group
 from nequip_jax.uncertainty.metrics import ensemble_mean_forces
 from nequip_jax.uncertainty.protocol import ModelOutputs
 from nequip_jax.uncertainty.registry import get_method
 
 __all__ = [
-    "Ensemble",
-    "EnsembleGroup",
     "combine_members",
-    "train_ensemble",
-    "member_configs",
-    "group_members",
-    "DIVERSE_VARIANTS",
-    "load_variants",
+    "EnsembleGroup",
+    "Ensemble",
 ]
-
-#: Our diverse-ensemble variants (the paper's supplementary Table 1 is not available here):
-#: seven members that change one hyperparameter each, mostly toward simpler models ("the diverse
-#: ensemble contains simpler models on average", Sec. IV). Used with three traditional members;
-#: the r_max and learning-rate variants keep the parameter shapes and train in their vmapped group.
-DIVERSE_VARIANTS: tuple[dict, ...] = (
-    {"model": {"num_layers": 2}},
-    {"model": {"num_layers": 3}},
-    {"model": {"lmax": 1}},
-    {"model": {"num_features": 8}},
-    {"model": {"r_max": 3.5}},
-    {"model": {"r_max": 5.0}},
-    {"optim": {"learning_rate": 0.005}},
-)
-
-
-def load_variants(path: str | os.PathLike) -> list[dict]:
-    """Read a YAML list of override dictionaries (``{model: {...}, optim: {...}}``)."""
-    raw = yaml.safe_load(Path(path).read_text())
-    if isinstance(raw, dict) and "variants" in raw:
-        raw = raw["variants"]
-    if not isinstance(raw, list) or not all(isinstance(v, dict) for v in raw):
-        raise ValueError(f"{path}: expected a YAML list of override mappings (or variants: [...]).")
-    return raw
-
-
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
-
-
-def member_configs(
-    config: RunConfig, n_members: int, variants: Sequence[dict] | None = None
-) -> list[RunConfig]:
-    """Configurations of the members: ``n_members`` copies of ``config`` then one per variant."""
-    configs = [config] * n_members
-    for variant in variants or ():
-        raw = _merge(config.to_dict(), variant)
-        configs.append(RunConfig.from_dict(apply_overrides(raw, [])))
-    return configs
-
-
-def _group_key(config: RunConfig) -> str:
-    optim = {
-        k: v
-        for k, v in dataclasses.asdict(config.optim).items()
-        if k not in {"learning_rate", "energy_weight", "forces_weight"}
-    }
-    model = {k: v for k, v in config.model.items() if k not in RADIAL_FIELDS}
-    return json.dumps({"model": model, "optim": optim, "seed": config.seed}, sort_keys=True)
-
-
-def group_members(configs: Sequence[RunConfig]) -> list[list[int]]:
-    """Member numbers grouped by identical shapes and static settings, in first-seen order.
-
-    Members that differ only in the seed-derived keys, the learning rate, the loss weights and
-    the model's :data:`~nequip_jax.model.RADIAL_FIELDS` (``r_max``, ``cutoff_p``,
-    ``avg_num_neighbors``) share a group.
-    """
-    groups: dict[str, list[int]] = {}
-    for index, config in enumerate(configs):
-        groups.setdefault(_group_key(config), []).append(index)
-    return list(groups.values())
 
 
 def combine_members(
@@ -329,65 +251,3 @@ def _group_info(group: EnsembleGroup) -> dict:
     if group.radial is not None:
         info["radial"] = group.radial.to_dict()
     return info
-
-
-def train_ensemble(
-    config: RunConfig,
-    workdir: str | os.PathLike,
-    *,
-    n_members: int = 10,
-    variants: Sequence[dict] | None = None,
-    resume: bool = False,
-    data: tuple[list[ase.Atoms], list[ase.Atoms]] | None = None,
-    mesh=None,
-    verbose: bool = True,
-) -> Ensemble:
-    """Train an ensemble; each group of same-shaped members is one vmapped training run
-    (:func:`group_members`; members differing only in their cutoff settings share a group).
-
-    Args:
-        config: the base run configuration (member 0 equals a single model trained with it).
-        workdir: output folder; group ``i`` trains in ``workdir/group{i}`` and the ensemble is
-            saved to ``workdir/ensemble``.
-        n_members: traditional members (differing in initial weights and batch order).
-        variants: override mappings, one extra member each (a diverse ensemble is e.g.
-            ``n_members=3, variants=DIVERSE_VARIANTS``).
-        resume: continue every group from its last checkpoint.
-        data: ``(train, val)`` frames instead of ``config.data``.
-        mesh: optional ``jax.sharding.Mesh`` with a ``"member"`` axis, possibly over the
-            devices of several processes (:mod:`nequip_jax.train.distributed`); every process
-            returns the whole ensemble, process 0 alone writes files.
-        verbose: progress on the terminal.
-    """
-    workdir = Path(workdir)
-    if data is None:
-        data = load_training_data(config, member_keys(config.seed, 0)[0])
-    configs = member_configs(config, n_members, variants)
-    groups = []
-    species = None
-    for i, members in enumerate(group_members(configs)):
-        if verbose and is_writer():
-            print(f"group {i}: members {members} ({configs[members[0]].model})")
-        result = train_group(
-            [configs[m] for m in members],
-            members,
-            workdir / f"group{i}",
-            data=data,
-            resume=resume,
-            verbose=verbose,
-            mesh=mesh,
-        )
-        species = result.prep.species
-        groups.append(
-            EnsembleGroup(
-                result.prep.model_config, result.params, members, species, result.prep.radial
-            )
-        )
-    ensemble = Ensemble(
-        groups=groups,
-        species=species,
-        metadata={"seed": config.seed, "n_members": len(configs), "variants": list(variants or [])},
-    )
-    if is_writer():
-        ensemble.save(workdir / "ensemble")
-    return ensemble
