@@ -166,73 +166,18 @@ class OTFConfig:
         return dataclasses.replace(self, **changes)
 
 
-#: A CPU-sized model: f = 8, l <= 1, 3 layers (Zhu et al. use f = 16/32; this one keeps a whole
-#: three-run comparison within an hour on a busy 2-core CPU).
-_CPU_MODEL = {
-    "num_features": 8,
-    "lmax": 1,
-    "num_layers": 3,
-    "r_max": 4.0,
-    "num_basis": 8,
-    "radial_mlp_depth": 1,
-    "radial_mlp_width": 32,
-    "dtype": "float32",
-}
-
+#: Folder of the shipped presets (``<name>.yaml``).
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs" / "otf"
+#: The shipped presets by name, as read from their YAML files.
 PRESETS: dict[str, dict] = {
-    "cpu": {
-        "n_initial": 20,
-        "n_steps": 1500,
-        "max_oracle_calls": 15,
-        "model": _CPU_MODEL,
-        "optim": {
-            "optimizer": "amsgrad",
-            "learning_rate": 0.01,
-            "batch_size": 5,
-            "eval_batch_size": 20,
-            "max_epochs": 3000,
-            "plateau_patience": 20,
-            "min_learning_rate": 1.0e-5,
-        },
-        "retrain_epochs": 5,
-        "n_test": 100,
-    },
-    "tiny": {
-        "n_initial": 6,
-        "n_steps": 40,
-        "min_steps_between_calls": 5,
-        "max_oracle_calls": 3,
-        "random_calls": 2,
-        "n_members": 2,
-        "model": {
-            "num_features": 4,
-            "lmax": 1,
-            "num_layers": 2,
-            "r_max": 4.0,
-            "num_basis": 4,
-            "radial_mlp_depth": 1,
-            "radial_mlp_width": 8,
-        },
-        "optim": {
-            "optimizer": "adam",
-            "learning_rate": 0.01,
-            "batch_size": 3,
-            "eval_batch_size": 6,
-            "max_epochs": 3,
-        },
-        "retrain_epochs": 2,
-        "head_options": {"gmm": {"max_components": 2, "bucket": 1024}},
-        "error_every": 20,
-        "checkpoint_every": 10,
-        "n_test": 4,
-        "test_splits": ["test_300K", "test_600K"],
-    },
+    path.stem: yaml.safe_load(path.read_text()) or {} for path in sorted(PRESETS_DIR.glob("*.yaml"))
 }
 
 
 def load_otf_config(path_or_preset: str | os.PathLike, overrides: list[str] = ()) -> OTFConfig:
-    """Read an OTF config: a YAML file, or a preset name (``cpu``, ``tiny``) with optional
-    ``key=value`` overrides (values parsed as YAML, e.g. ``trigger=ensemble``).
+    """Read an OTF config: a YAML file, or a preset name (``cpu``, ``tiny``:
+    ``nequip_jax/configs/otf/<name>.yaml``) with optional ``key=value`` overrides (values
+    parsed as YAML, e.g. ``trigger=ensemble``).
 
     Raises:
         FileNotFoundError: neither a file nor a preset of that name (lists the presets).
