@@ -243,11 +243,17 @@ class _EnsembleBackend(_Backend):
         )
 
 
-def _backend(model, uncertainty: str) -> _Backend:
+def _backend(model, uncertainty: str | None) -> _Backend:
     if isinstance(model, Potential):
+        if uncertainty is not None:
+            raise ValueError(
+                f"uncertainty={uncertainty!r}: a Potential scores with its head "
+                f"({None if model.head is None else model.head.method!r}); attach the method "
+                "with potential.with_head(method, state) instead."
+            )
         return _PotentialBackend(model)
     if hasattr(model, "groups") and hasattr(model, "species"):
-        return _EnsembleBackend(model, uncertainty)
+        return _EnsembleBackend(model, "ensemble" if uncertainty is None else uncertainty)
     raise TypeError(
         f"NequIPCalculator needs a nequip_jax Potential or Ensemble, got {type(model).__name__}; "
         "load one with nequip_jax.load(path) or Ensemble.load(path)."
@@ -274,7 +280,8 @@ class NequIPCalculator(Calculator):
         model: the potential or ensemble.
         uncertainty: for an ensemble, the registered ensemble method that scores the members'
             forces (default ``"ensemble"``, σ of Eq. (4); it must fit without training
-            outputs); a potential uses its head.
+            outputs). A potential scores with its head; passing ``uncertainty`` with one is an
+            error.
         skin: Verlet skin (Å); edges are built within ``r_max + skin``. 0 rebuilds the list at
             every new geometry.
         edge_headroom: edge budget = this factor × the edge count at the first build for a
@@ -298,7 +305,7 @@ class NequIPCalculator(Calculator):
         self,
         model,
         *,
-        uncertainty: str = "ensemble",
+        uncertainty: str | None = None,
         skin: float = 0.5,
         edge_headroom: float = 1.5,
         **kwargs,

@@ -190,6 +190,8 @@ def test_methods_refuse_the_wrong_model(potential64, ensemble64):
                   head=Head("ensemble", ()))  # fmt: skip
     with pytest.raises(ValueError, match="method of one potential"):
         NequIPCalculator(ensemble64, uncertainty="llpr")
+    with pytest.raises(ValueError, match="scores with its head"):
+        NequIPCalculator(potential64, uncertainty="llpr")
     with pytest.raises(ValueError, match="needs a potential model"):
         Surrogate(ensemble64, "llpr")
     assert load_otf_config("tiny", ["trigger=llpr"]).trigger == "llpr"
