@@ -57,7 +57,13 @@ def round_up(value: float, multiple: int) -> int:
     """The smallest multiple of ``multiple`` that is ``>= value``: how every padded size (nodes,
     edges, feature rows) of the library is rounded, so that nearby sizes share one compiled
     shape."""
-    return int(math.ceil(value / multiple) * multiple)
+    q = math.ceil(value / multiple)
+    # The quotient is rounded (and underflows for tiny values): correct it by one either way.
+    if q * multiple < value:
+        q += 1
+    elif q > 0 and (q - 1) * multiple >= value:
+        q -= 1
+    return int(q * multiple)
 
 
 def species_indices(

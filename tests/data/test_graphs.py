@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from nequip_jax.data import (
@@ -135,6 +135,7 @@ def test_statistics_against_direct_computation(frames, dataset):
 
 @settings(max_examples=50, deadline=None)
 @given(value=st.floats(0.0, 1e6), multiple=st.integers(1, 4096))
+@example(value=5e-324, multiple=2)  # the quotient underflows to 0
 def test_round_up_is_the_smallest_multiple_at_or_above(value, multiple):
     got = round_up(value, multiple)
     assert got % multiple == 0 and got >= value and got - multiple < value
