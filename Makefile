@@ -20,11 +20,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test,experiments,md]"
 	touch $(STAMP)
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), one test file per process at a time
+# (module fixtures are built once); TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-all: $(STAMP)
-	$(PY) -m pytest -m ""
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m ""
 
 train-cpu: $(STAMP)
 	$(PY) -m nequip_jax.cli train cpu --workdir runs/train-cpu --evaluate

@@ -9,13 +9,19 @@ import os
 import types
 import warnings
 
-# The suite checks numbers, not speed: XLA's CPU backend compiles without LLVM optimisation, which
-# cuts a quarter of the suite's time (most of it is compiling small programs). Set before JAX
-# starts its backend; subprocesses of the tests inherit it. A flag already set by the caller wins.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-    ).strip()
+# The suite checks numbers, not speed, and most of its time is XLA compiling small programs. On
+# CPU it compiles without LLVM optimisation, with the classic (not the MLIR) fusion emitters and
+# one code-generation thread: together they compile the tiny models' training steps about 2.5x
+# faster. Set before JAX starts its backend; subprocesses of the tests inherit them. A flag
+# already set by the caller wins.
+_TEST_XLA_FLAGS = {
+    "xla_backend_optimization_level": "0",
+    "xla_cpu_use_fusion_emitters": "false",
+    "xla_cpu_parallel_codegen_split_count": "1",
+}
+for _flag, _value in _TEST_XLA_FLAGS.items():
+    if _flag not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --{_flag}={_value}").strip()
 
 import jax
 import numpy as np
