@@ -110,7 +110,6 @@ def test_fit_traces_once_per_shape(x64, caplog):
         assert _count_fit_traces(caplog) == 3
 
 
-@pytest.mark.slow
 def test_jit_and_no_jit_agree(x64):
     """The EM loop executed op by op (``disable_jit``) equals the compiled one.
 

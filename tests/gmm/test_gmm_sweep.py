@@ -220,7 +220,6 @@ def test_the_sweep_traces_once_per_largest_candidate_and_count(x64, caplog):
         assert _count_sweep_traces(caplog) == 3
 
 
-@pytest.mark.slow
 def test_jit_and_no_jit_agree(x64):
     """The sweep executed op by op (``disable_jit``) equals the compiled one.
 

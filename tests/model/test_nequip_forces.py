@@ -158,7 +158,6 @@ def test_energy_and_force_vanish_smoothly_at_the_cutoff(x64, budget):
     assert np.all(np.abs(force_order - 3.0) < [0.4, 0.15]), force_order
 
 
-@pytest.mark.slow  # eager dispatch compiles every primitive separately: ~15 s on a busy machine
 def test_jit_and_eager_agree(x64):
     # Eager execution dispatches every primitive separately: keep the model minimal.
     config = tiny_config(num_features=2, num_layers=1, lmax=0, radial_mlp_depth=1)
