@@ -175,7 +175,7 @@ class InteractionBlock(nn.Module):
     (→ ``+ x`` with ``residual`` when the irreps agree).
 
     Attributes:
-        layer: the block's irreps (see :func:`nequip_jax.model.layer_irreps`).
+        layer: the block's irreps (see :func:`nequip_jax.model._irreps.layer_irreps`).
         lmax_sh: largest l of the edge spherical harmonics.
         num_species: number of species.
         radial_mlp_depth, radial_mlp_width: radial MLP shape.

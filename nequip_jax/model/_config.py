@@ -51,7 +51,7 @@ class NequIPConfig:
         dtype: ``"float32"`` (default) or ``"float64"`` (needs ``jax_enable_x64``).
         edge_chunk_size: edges processed at once by the convolution (a speed/memory knob that
             does not change the model); ``None`` picks it per layer and batch shape (see
-            :func:`nequip_jax.model.auto_chunk_size`).
+            :func:`nequip_jax.model._blocks.auto_chunk_size`).
     """
 
     num_species: int

@@ -7,7 +7,7 @@ the group's graphs are built with the largest ``r_max`` of its members, and each
 enter the model as traced arrays with a leading member axis, next to (not inside) its parameters,
 so the optimiser never changes them. An edge longer than a member's own ``r_max`` gets a zero
 envelope and contributes exactly nothing to that member (see
-:func:`nequip_jax.model.polynomial_cutoff`).
+:func:`nequip_jax.model._radial.polynomial_cutoff`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from nequip_testing import params_for, tiny_config
 
 from nequip_jax.data import DatasetStatistics
-from nequip_jax.model import NequIP, NequIPConfig, model_layers
+from nequip_jax.model import NequIP, NequIPConfig
+from nequip_jax.model._nequip import model_layers
 from nequip_jax.model._predict import _dummy_inputs
 
 

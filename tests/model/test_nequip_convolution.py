@@ -7,18 +7,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nequip_jax.model import (
-    SpeciesLinear,
+from nequip_jax.model._blocks import SpeciesLinear, gate
+from nequip_jax.model._config import hidden_irreps
+from nequip_jax.model._convolution import (
     channels_last_blocks,
     convolution,
-    convolution_plan,
     edge_messages,
-    gate,
     group_columns,
-    hidden_irreps,
-    layer_irreps,
-    radial_mlp,
 )
+from nequip_jax.model._irreps import convolution_plan, layer_irreps
+from nequip_jax.model._radial import radial_mlp
 
 CASES = [
     ("3x0e", "3x0e+3x0o+3x1o+3x1e", 1),

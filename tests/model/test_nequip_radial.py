@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import spherical_jn
 
-from nequip_jax.model import (
+from nequip_jax.model._radial import (
     bessel_basis,
     bessel_frequencies,
     polynomial_cutoff,
@@ -137,7 +137,7 @@ def test_normalized_activations_have_unit_second_moment_and_vanish_at_zero(name)
     from scipy.integrate import quad
     from scipy.special import expit
 
-    from nequip_jax.model import normalized_activation
+    from nequip_jax.model._radial import normalized_activation
 
     raw = {
         "silu": lambda z: z * expit(z),
@@ -156,7 +156,7 @@ def test_normalized_activations_have_unit_second_moment_and_vanish_at_zero(name)
 
 
 def test_unknown_activation_is_refused():
-    from nequip_jax.model import normalized_activation
+    from nequip_jax.model._radial import normalized_activation
 
     with pytest.raises(ValueError, match="activation 'relu'"):
         normalized_activation("relu")
