@@ -23,6 +23,8 @@ __all__ = [
     "load_config",
     "apply_overrides",
     "PRESETS_DIR",
+    "MEMBER_OPTIM_FIELDS",
+    "group_settings",
 ]
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -180,3 +182,22 @@ def load_config(path_or_preset: str | os.PathLike, overrides: list[str] = ()) ->
         path = preset
     raw = yaml.safe_load(path.read_text()) or {}
     return RunConfig.from_dict(apply_overrides(raw, list(overrides)))
+
+
+#: The optimiser settings that may differ between the members of one vmapped group (besides
+#: the model's ``RADIAL_FIELDS`` and each member's seed-derived keys).
+MEMBER_OPTIM_FIELDS = ("learning_rate", "energy_weight", "forces_weight")
+
+
+def group_settings(config: RunConfig) -> dict:
+    """What the members of one vmapped group share: the seed, the model hyperparameters other
+    than :data:`nequip_jax.model.RADIAL_FIELDS` and the optimiser settings other than
+    :data:`MEMBER_OPTIM_FIELDS`. Two run configurations can train as one group exactly when
+    these are equal."""
+    from nequip_jax.model import RADIAL_FIELDS
+
+    optim = {
+        k: v for k, v in dataclasses.asdict(config.optim).items() if k not in MEMBER_OPTIM_FIELDS
+    }
+    model = {k: v for k, v in config.model.items() if k not in RADIAL_FIELDS}
+    return {"seed": config.seed, "model": model, "optim": optim}

@@ -11,7 +11,6 @@ radial basis functions, ...) is a group of its own. The result is an
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -20,11 +19,8 @@ from pathlib import Path
 import ase
 import yaml
 
-from nequip_jax.model import (
-    RADIAL_FIELDS,
-)
 from nequip_jax.model.ensemble import Ensemble, EnsembleGroup
-from nequip_jax.train.config import RunConfig, apply_overrides
+from nequip_jax.train.config import RunConfig, apply_overrides, group_settings
 from nequip_jax.train.distributed import is_writer
 from nequip_jax.train.loop import load_training_data, member_keys, train_group
 
@@ -81,21 +77,17 @@ def member_configs(
 
 
 def _group_key(config: RunConfig) -> str:
-    optim = {
-        k: v
-        for k, v in dataclasses.asdict(config.optim).items()
-        if k not in {"learning_rate", "energy_weight", "forces_weight"}
-    }
-    model = {k: v for k, v in config.model.items() if k not in RADIAL_FIELDS}
-    return json.dumps({"model": model, "optim": optim, "seed": config.seed}, sort_keys=True)
+    return json.dumps(group_settings(config), sort_keys=True)
 
 
 def group_members(configs: Sequence[RunConfig]) -> list[list[int]]:
     """Member numbers grouped by identical shapes and static settings, in first-seen order.
 
-    Members that differ only in the seed-derived keys, the learning rate, the loss weights and
-    the model's :data:`~nequip_jax.model.RADIAL_FIELDS` (``r_max``, ``cutoff_p``,
-    ``avg_num_neighbors``) share a group.
+    Members with equal :func:`nequip_jax.train.config.group_settings` share a group: they
+    differ at most in the seed-derived keys, the
+    :data:`~nequip_jax.train.config.MEMBER_OPTIM_FIELDS` (learning rate, loss weights) and the
+    model's :data:`~nequip_jax.model.RADIAL_FIELDS` (``r_max``, ``cutoff_p``,
+    ``avg_num_neighbors``).
     """
     groups: dict[str, list[int]] = {}
     for index, config in enumerate(configs):

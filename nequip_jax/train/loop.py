@@ -52,7 +52,7 @@ from nequip_jax.model import (
     model_jit,
 )
 from nequip_jax.train.checkpoint import load_checkpoint, save_checkpoint
-from nequip_jax.train.config import RunConfig
+from nequip_jax.train.config import MEMBER_OPTIM_FIELDS, RunConfig, group_settings
 from nequip_jax.train.distributed import fetch, is_writer
 from nequip_jax.train.loss import ErrorSums, summarize
 from nequip_jax.train.progress import Progress
@@ -506,17 +506,17 @@ def _select(mask, new, old):
 
 
 def _check_same_group(a: RunConfig, b: RunConfig) -> None:
-    vary = {"learning_rate", "energy_weight", "forces_weight"}
-    da, db = a.optim.__dict__, b.optim.__dict__
-    diff = [k for k in da if k not in vary and da[k] != db[k]]
-    keys = (set(a.model) | set(b.model)) - set(RADIAL_FIELDS)
-    diff += [f"model.{k}" for k in sorted(keys) if a.model.get(k) != b.model.get(k)]
-    if a.seed != b.seed:
+    sa, sb = group_settings(a), group_settings(b)
+    diff = [k for k in sa["optim"] if sa["optim"][k] != sb["optim"][k]]
+    keys = set(sa["model"]) | set(sb["model"])
+    diff += [f"model.{k}" for k in sorted(keys) if sa["model"].get(k) != sb["model"].get(k)]
+    if sa["seed"] != sb["seed"]:
         diff.append("seed")
     if diff:
         raise ValueError(
             "members of one vmapped group must share the seed, the model hyperparameters other "
-            f"than {list(RADIAL_FIELDS)} and the optimiser settings other than {sorted(vary)}; "
+            f"than {list(RADIAL_FIELDS)} and the optimiser settings other than "
+            f"{list(MEMBER_OPTIM_FIELDS)}; "
             f"differing: {diff}. Train them as separate groups (see "
             "nequip_jax.train.ensemble.group_members)."
         )
