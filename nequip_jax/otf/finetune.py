@@ -35,6 +35,7 @@ from nequip_jax.train import (
     make_train_step,
     summarize,
 )
+from nequip_jax.train.loop import stack_members, unstack_member
 
 __all__ = ["FineTuner", "FineTuneResult", "grow_budget"]
 
@@ -189,13 +190,13 @@ class FineTuner:
                 ]
                 total = None
                 for batches in zip(*iters):
-                    batch = batches[0] if self.n_members is None else _stack(batches)
+                    batch = batches[0] if self.n_members is None else stack_members(batches)
                     state, sums = self._step(state, batch, lr, ew, fw, active)
                     total = sums if total is None else jax.tree.map(jnp.add, total, sums)
                 total = jax.device_get(total)
                 rows = [
                     summarize(
-                        total if self.n_members is None else _unstack(total, j),
+                        total if self.n_members is None else unstack_member(total, j),
                         *self.weights,
                         self.energy_loss,
                     )
@@ -210,11 +211,3 @@ class FineTuner:
                 )
             params = jax.device_get(state.params)
         return FineTuneResult(params, history)
-
-
-def _stack(trees):
-    return jax.tree.map(lambda *xs: np.stack(xs), *trees)
-
-
-def _unstack(tree, j: int):
-    return jax.tree.map(lambda x: x[j], tree)

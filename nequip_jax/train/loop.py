@@ -211,11 +211,13 @@ def member_keys(seed: int, member: int) -> tuple[jax.Array, jax.Array, jax.Array
     return split_key, jax.random.fold_in(init_key, member), jax.random.fold_in(shuffle_key, member)
 
 
-def _stack(trees):
+def stack_members(trees):
+    """One pytree with a leading member axis from one pytree per member (numpy stack)."""
     return jax.tree.map(lambda *xs: np.stack(xs), *trees)
 
 
-def _unstack(tree, j: int):
+def unstack_member(tree, j: int):
+    """Member ``j`` of a pytree with a leading member axis."""
     return jax.tree.map(lambda x: x[j], tree)
 
 
@@ -338,8 +340,8 @@ def train_group(
             for cfg, k in zip(prep.member_configs, keys, strict=True)
         ]
     else:
-        member_params = [_unstack(init_params, j) for j in range(n)]
-    state = _stack([jax.device_get(init_train_state(p, optimizer)) for p in member_params])
+        member_params = [unstack_member(init_params, j) for j in range(n)]
+    state = stack_members([jax.device_get(init_train_state(p, optimizer)) for p in member_params])
     scheduler = plateau_init(np.array([c.optim.learning_rate for c in configs]), (n,))
     best_params = state.ema_params
     best_epoch = np.full(n, -1)
@@ -421,13 +423,15 @@ def train_group(
         ]
         total = None
         for batches in zip(*iters):
-            state, sums = train_step(state, place(_stack(batches)), lr, ew, fw, active, radial)
+            state, sums = train_step(
+                state, place(stack_members(batches)), lr, ew, fw, active, radial
+            )
             total = sums if total is None else jax.tree.map(jnp.add, total, sums)
             if bar:
                 bar.update()
         total = host(total)
         train_m = [
-            summarize(_unstack(total, j), energy_w[j], forces_w[j], optim.energy_loss)
+            summarize(unstack_member(total, j), energy_w[j], forces_w[j], optim.energy_loss)
             for j in range(n)
         ]
         if prep.val is not None:
@@ -441,7 +445,7 @@ def train_group(
             )
             val_sums = host(val_sums)
             val_m = [
-                summarize(_unstack(val_sums, j), energy_w[j], forces_w[j], optim.energy_loss)
+                summarize(unstack_member(val_sums, j), energy_w[j], forces_w[j], optim.energy_loss)
                 for j in range(n)
             ]
         else:
@@ -568,7 +572,7 @@ def train(
     )
     potential = Potential(
         config=result.prep.member_configs[0],
-        params=_unstack(result.params, 0),
+        params=unstack_member(result.params, 0),
         species=result.prep.species,
         statistics=result.prep.statistics,
         metadata={
