@@ -25,7 +25,7 @@ node-level operations, a small part of the cost, which is dominated by per-edge 
 Usage::
 
     python experiments/bench/model_throughput.py [--quick] [--threads 1]
-        [--torch-python /tmp/torchvenv/bin/python]
+        [--torch-python TORCH_VENV/bin/python]
 
 ``--threads 1`` pins this process and the worker to one core (torch and XLA single-threaded):
 on a machine shared with other jobs this gives steadier ratios than two contended threads, and
