@@ -11,9 +11,16 @@ from nequip_jax.train import RunConfig, load_config
 
 __all__ = [
     "MethodsConfig",
+    "config_dict",
     "run_config",
     "head_options",
 ]
+
+
+def config_dict(config: Any) -> dict:
+    """The JSON form of an experiment's configuration dataclass (what its results and the
+    identity of its cached pieces record)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +68,7 @@ class MethodsConfig:
         return dataclasses.replace(self, model={**self.model, **model})
 
     def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return config_dict(self)
 
 
 def _merge(base: Mapping, override: Mapping) -> dict:

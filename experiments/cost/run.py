@@ -18,7 +18,6 @@ Nothing is extrapolated: every number is a measurement of the stated sizes.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -28,14 +27,14 @@ import jax
 import numpy as np
 
 from experiments.common.cli import hardware_note, subsample
-from experiments.common.config import MethodsConfig, run_config
+from experiments.common.config import MethodsConfig, config_dict, run_config
 from experiments.common.methods import KEY_TAGS
 from experiments.common.networks import networks_from_runs
+from experiments.common.presets import TINY_METHODS
 from experiments.common.provenance import begin_run, provenance
 from experiments.common.sources import check_source
 from experiments.common.stats import format_mean_sd, mean_sd
 from experiments.cost.analysis import claims, epoch_times, ratio, split_compile
-from experiments.fig2_uncertainty.run import TINY_METHODS
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
 from nequip_jax.model import Potential
@@ -235,7 +234,7 @@ def run(
         ),
     }
     results = {
-        "config": json.loads(json.dumps(dataclasses.asdict(config))),
+        "config": config_dict(config),
         "data": data,
         "seeds": list(seeds),
         "per_seed": per_seed,

@@ -12,19 +12,19 @@ running it after this experiment costs no training.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.common.cli import hardware_note, subsample
-from experiments.common.config import MethodsConfig
+from experiments.common.config import MethodsConfig, config_dict
 from experiments.common.methods import LABELS, METHODS, PAPER_METHODS, axis_label, display_unit
 from experiments.common.networks import networks_from_info
 from experiments.common.pieces import combined_provenance, identity, run_seeds
 from experiments.common.plots import uncertainty_vs_error
 from experiments.common.prediction import Prediction, predict_methods
+from experiments.common.presets import CPU_METHODS, TINY_METHODS, Combo
 from experiments.common.provenance import begin_run
 from experiments.common.sources import check_source
 from experiments.common.stats import aggregate_seeds, format_mean_sd
@@ -41,28 +41,12 @@ from nequip_jax.train.ensemble import DIVERSE_VARIANTS
 from nequip_jax.train.loop import member_keys
 
 __all__ = [
-    "Combo",
     "UQConfig",
-    "CPU_METHODS",
-    "TINY_METHODS",
     "PRESETS",
     "train_and_predict",
     "run",
     "test_sets",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class Combo:
-    """One training setting of the paper: data setting, training-draw size, feature width f."""
-
-    setting: str = "300K"
-    n_train: int = 100
-    num_features: int = 32
-
-    @property
-    def name(self) -> str:
-        return f"{self.setting}_n{self.n_train}_f{self.num_features}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,43 +67,6 @@ class UQConfig:
     max_test_frames: int | None = None
     data: str = "dft"
 
-
-#: Cheap diverse variants for the CPU presets (the paper's are in its SI Table 1, unavailable):
-#: fewer layers and a shorter cutoff — "simpler models on average", as the paper's.
-CPU_VARIANTS = (
-    {"model": {"num_layers": 2}},
-    {"model": {"r_max": 3.5}},
-)
-
-#: CPU training: the ``cpu`` preset's schedule (every network trains until ReduceLROnPlateau
-#: takes its learning rate below the floor; how each stopped is recorded).
-CPU_METHODS = MethodsConfig(
-    base="cpu",
-    model={"feature_dim": None},
-    n_traditional=4,
-    n_diverse_traditional=2,
-    diverse_variants=CPU_VARIANTS,
-    max_components=20,
-)
-
-#: Seconds per network: the end-to-end tests' configuration (also used by Figs. 3–5 and the cost
-#: table).
-TINY_METHODS = MethodsConfig(
-    base="cpu",
-    model={
-        "feature_dim": None,
-        "num_layers": 2,
-        "num_basis": 4,
-        "radial_mlp_depth": 1,
-        "radial_mlp_width": 8,
-    },
-    optim={"max_epochs": 2, "batch_size": 2, "eval_batch_size": 8},
-    n_traditional=2,
-    n_diverse_traditional=1,
-    diverse_variants=({"model": {"num_layers": 1}},),
-    max_components=3,
-    gmm_max_iter=20,
-)
 
 PRESETS: dict[str, UQConfig] = {
     # The paper: f = 16 and 32, 50 and 100 structures, 300 K and mixed; 10 + (3 + 7) networks.
@@ -221,7 +168,7 @@ def run(
         splits += ["train_mixedT", "test_300K", "test_600K"]
     sources = check_source(data, root, splits)
     # The methods are part of the identity: a newly registered method recomputes the seeds.
-    recipe = {**_config_dict(config), "methods": list(METHODS)}
+    recipe = {**config_dict(config), "methods": list(METHODS)}
     expected = identity("fig2_uncertainty", recipe, data, sources)
 
     def compute(seed: int, folder: Path) -> dict:
@@ -264,7 +211,7 @@ def run(
         begin_run(), pieces, preset=preset, data_source=data, data_files=sources
     )
     results = {
-        "config": _config_dict(config),
+        "config": config_dict(config),
         "data": data,
         "seeds": done,
         "per_seed": per_seed,
@@ -280,10 +227,6 @@ def run(
     atomic_write_text(workdir / "section.md", report(results, pieces[done[0]]["figures"]))
     _log(f"wrote {workdir / 'section.md'} (seeds {done}, {results['wall_time_s'] / 60:.1f} min)")
     return results
-
-
-def _config_dict(config: UQConfig) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 def _figures(preds, combo: Combo, seed: int, folder: Path, workdir: Path) -> list[list[str]]:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.common.cli import hardware_note
+from experiments.common.config import config_dict
 from experiments.common.methods import LABELS, METHODS, PAPER_METHODS, axis_label
 from experiments.common.networks import networks_from_info
 from experiments.common.pieces import combined_provenance, identity, run_seeds
@@ -21,13 +22,7 @@ from experiments.common.provenance import begin_run
 from experiments.common.sources import check_source
 from experiments.common.stats import aggregate_seeds, format_mean_sd
 from experiments.fig2_uncertainty.analysis import TEMPERATURE_TESTS
-from experiments.fig2_uncertainty.run import (
-    PRESETS,
-    UQConfig,
-    _config_dict,
-    test_sets,
-    train_and_predict,
-)
+from experiments.fig2_uncertainty.run import PRESETS, UQConfig, test_sets, train_and_predict
 from experiments.fig3_tpr_ppv.analysis import map_distance, map_summary, rate_map
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning
@@ -58,7 +53,7 @@ def run(
     the networks behind the predictions and the run's provenance."""
     workdir, models_dir = Path(workdir), Path(models_dir) / data
     sources = check_source(data, root, ["train_300K", "train_mixedT", *TEMPERATURE_TESTS])
-    recipe = {**_config_dict(config), "level": LEVEL, "methods": list(METHODS)}
+    recipe = {**config_dict(config), "level": LEVEL, "methods": list(METHODS)}
     expected = identity("fig3_tpr_ppv", recipe, data, sources)
 
     def compute(seed: int, folder: Path) -> dict:
@@ -113,7 +108,7 @@ def run(
     )
     figures = pieces[done[0]]["figures"]
     results = {
-        "config": _config_dict(config),
+        "config": config_dict(config),
         "data": data,
         "seeds": done,
         "level": LEVEL,

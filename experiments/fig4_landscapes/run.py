@@ -9,7 +9,6 @@ mean ± sd over seeds.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -18,17 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from experiments.common.cli import hardware_note, subsample
-from experiments.common.config import MethodsConfig
+from experiments.common.config import MethodsConfig, config_dict
 from experiments.common.methods import LABELS, PAPER_METHODS
 from experiments.common.networks import networks_from_info
 from experiments.common.pieces import combined_provenance, identity, run_seeds
 from experiments.common.plots import landscapes
 from experiments.common.prediction import predict_methods
+from experiments.common.presets import CPU_METHODS, TINY_METHODS, Combo, scan_split
 from experiments.common.provenance import begin_run
 from experiments.common.sources import check_source
 from experiments.common.stats import aggregate_seeds, format_mean_sd
 from experiments.common.training import train_methods, training_summary
-from experiments.fig2_uncertainty.run import CPU_METHODS, TINY_METHODS, Combo
 from experiments.fig4_landscapes.analysis import compare_landscapes, landscape_values
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
@@ -84,11 +83,6 @@ PRESETS: dict[str, LandscapeConfig] = {
 }
 
 
-def scan_split(beta: int) -> str:
-    """Registry name of the scan at ``beta`` degrees."""
-    return f"dih_beta{beta}"
-
-
 def _log(message: str) -> None:
     print(f"[fig4 {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -114,8 +108,8 @@ def run(
     missing = [s for s, fr in frames.items() if any("forces" not in a.calc.results for a in fr)]
     if missing:
         raise ValueError(f"{missing}: scans need reference energies and forces (xTB twin).")
-    config_dict = json.loads(json.dumps(dataclasses.asdict(config)))
-    expected = identity("fig4_landscapes", config_dict, data, sources)
+    recipe = config_dict(config)
+    expected = identity("fig4_landscapes", recipe, data, sources)
 
     def compute(seed: int, folder: Path) -> dict:
         with warnings.catch_warnings():
@@ -163,7 +157,7 @@ def run(
     )
     figures = pieces[done[0]]["figures"]
     results = {
-        "config": config_dict,
+        "config": recipe,
         "data": data,
         "seeds": done,
         "n_structures": {s: len(fr) for s, fr in frames.items()},

@@ -13,7 +13,6 @@ active − random with a two-sided paired t-test. ``results.json`` lists every n
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -23,18 +22,17 @@ import jax
 import numpy as np
 
 from experiments.common.cli import hardware_note, subsample
-from experiments.common.config import MethodsConfig
+from experiments.common.config import MethodsConfig, config_dict
 from experiments.common.methods import KEY_TAGS, LABELS, PAPER_METHODS
 from experiments.common.networks import networks_from_info
 from experiments.common.pieces import Stages, combined_provenance, identity, run_seeds
 from experiments.common.plots import error_distributions
 from experiments.common.prediction import predict_methods
+from experiments.common.presets import CPU_METHODS, TINY_METHODS, scan_split
 from experiments.common.provenance import begin_run
 from experiments.common.sources import check_source, fingerprint
 from experiments.common.stats import format_mean_sd
 from experiments.common.training import train_methods
-from experiments.fig2_uncertainty.run import CPU_METHODS, TINY_METHODS
-from experiments.fig4_landscapes.run import scan_split
 from experiments.fig5_active_learning.analysis import (
     TABLE_METRICS,
     format_p,
@@ -172,7 +170,7 @@ def run(
     methods = tuple(m for m in PAPER_METHODS if m in methods)
     scans = [scan_split(b) for b in config.betas]
     sources = check_source(data, root, ["train_300K", *scans])
-    expected = identity("fig5_active_learning", _config_dict(config), data, sources)
+    expected = identity("fig5_active_learning", config_dict(config), data, sources)
     scan_frames = {s: subsample(load_3bpa(s, root), config.max_scan_frames) for s in scans}
     mc = config.methods.with_model(num_features=config.num_features)
     n_add = config.n_add or config.n_train
@@ -343,7 +341,7 @@ def run(
     )
     n_pool = sorted({pieces[s]["n_pool"] for s in done})
     results = {
-        "config": _config_dict(config),
+        "config": config_dict(config),
         "data": data,
         "seeds": done,
         "seeds_per_method": {m: seeds_of[m] for m in PAPER_METHODS if seeds_of[m]},
@@ -361,10 +359,6 @@ def run(
     atomic_write_text(workdir / "section.md", report(results, pieces[done[0]]["figures"]))
     _log(f"wrote {workdir / 'section.md'} (seeds {done}, {results['wall_time_s'] / 60:.1f} min)")
     return results
-
-
-def _config_dict(config: ALConfig) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 def _add_paper_numbers(table: dict) -> None:

@@ -8,13 +8,13 @@ one line on the machine it ran on below the table.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from experiments.common.config import config_dict
 from experiments.results_table.rows import (
     COLUMNS,
     Row,
@@ -73,10 +73,6 @@ def results_path(source: Source) -> Path:
     return Path("experiments") / source.package / "results" / "results.json"
 
 
-def _as_dict(config) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(config)))
-
-
 def preset_configs() -> dict[str, dict[str, dict]]:
     """package → preset name → the preset's configuration as written to ``results.json``."""
     from experiments.cost.run import PRESETS as COST
@@ -91,7 +87,7 @@ def preset_configs() -> dict[str, dict[str, dict]]:
         "fig5_active_learning": AL,
         "cost": COST,
     }
-    return {pkg: {name: _as_dict(c) for name, c in p.items()} for pkg, p in by_package.items()}
+    return {pkg: {name: config_dict(c) for name, c in p.items()} for pkg, p in by_package.items()}
 
 
 def source_rows(
