@@ -111,6 +111,19 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     log_every_steps: int = 0
 
+    def __post_init__(self):
+        from nequip_jax.model import NequIPConfig
+
+        # The model section: NequIPConfig fields (the number of species comes from ``species``
+        # or the data) and ``species``. Checked here, before any data is read.
+        allowed = {f.name for f in dataclasses.fields(NequIPConfig)} - {"num_species"}
+        unknown = sorted(set(self.model) - allowed - {"species"})
+        if unknown:
+            raise ValueError(
+                f"unknown keys {unknown} in section 'model'; expected NequIPConfig fields "
+                f"{sorted(allowed)} or 'species' (atomic numbers)."
+            )
+
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["data"]["test_splits"] = list(self.data.test_splits)
