@@ -1,4 +1,5 @@
-"""Every experiment end to end on its ``tiny`` preset (slow: minutes on a busy 2-core CPU).
+"""Figs. 2–5 end to end on their ``tiny`` presets (slow: minutes on a busy 2-core CPU; the cost
+table's end-to-end test is cheap enough to run by default, in ``test_cost_end_to_end.py``).
 
 Each test runs the experiment's command-line entry point and checks its written results against
 an independent recomputation: from the saved models, the cached predictions or the raw data,
@@ -7,7 +8,6 @@ with plain numpy/scipy instead of the experiment's own analysis code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from experiments.common.networks import STOP_REASONS
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
 from nequip_jax.model import Potential
 from nequip_jax.train.loop import member_keys
+from tests.experiments.records import check_records
 
 pytestmark = pytest.mark.slow
 
@@ -48,21 +48,6 @@ def _args(preset_root, workdir, models_dir, seeds=("0",)):
 
 def _rms(x):
     return float(np.sqrt(np.mean(np.square(x))))
-
-
-def _check_records(results, root, seeds, *folders):
-    """Provenance names the data files by name and hash (recomputed here) and no folder of this
-    machine appears in the results; every network record has a known stop reason."""
-    prov = results["provenance"]
-    assert prov["preset"] == "tiny" and prov["seeds"] == [int(s) for s in seeds]
-    assert prov["data"]["source"] == "dft" and prov["data"]["files"]
-    for f in prov["data"]["files"]:
-        assert f["sha256"] == hashlib.sha256((root / f["name"]).read_bytes()).hexdigest()
-    text = json.dumps(results)
-    for folder in (root, *folders):
-        assert str(folder) not in text
-    assert results["networks"]
-    assert {n["stop_reason"] for n in results["networks"]} <= set(STOP_REASONS)
 
 
 def _run_fig2(scan_root, tmp_path_factory, models_dir):
@@ -106,7 +91,7 @@ def test_fig2_end_to_end(fig2_workdir, scan_root, models_dir):
     section = (fig2_workdir / "section.md").read_text()
     assert all(t in section for t in ("test_300K", "test_600K", "test_1200K"))
     # Two traditional members and one diverse variant per seed, trained for max_epochs.
-    _check_records(results, scan_root, ("0", "1"), fig2_workdir, models_dir)
+    check_records(results, scan_root, ("0", "1"), fig2_workdir, models_dir)
     nets = results["networks"]
     assert [(n["seed"], n["member"]) for n in nets] == [(s, m) for s in (0, 1) for m in (0, 1, 100)]
     assert {n["epochs"] for n in nets} == {PRESETS["tiny"].methods.optim["max_epochs"]}
@@ -240,7 +225,7 @@ def test_fig5_end_to_end(scan_root, models_dir, tmp_path_factory):
     # Every network of the round: initial (2 traditional + 1 variant), the retrainings on
     # each active set (GMM: member 0; traditional: 2; diverse: 1 + 1 variant) and on the
     # random set (2 + 1).
-    _check_records(results, scan_root, ("0",), workdir, models_dir)
+    check_records(results, scan_root, ("0",), workdir, models_dir)
     stages = [n["stage"] for n in results["networks"]]
     assert {s: stages.count(s) for s in stages} == {
         "initial": 3,
@@ -291,29 +276,3 @@ def test_fig5_end_to_end(scan_root, models_dir, tmp_path_factory):
     stages = [n["stage"] for n in three["networks"] if n["seed"] == 2]
     assert stages == ["initial", "active gmm", "random"]  # member 0 alone, three times
     assert "| dih_beta180 | ε̄ | " in (workdir / "section.md").read_text()
-
-
-def test_cost_end_to_end(scan_root, tmp_path_factory):
-    from experiments.cost.__main__ import main
-    from experiments.cost.run import PRESETS
-
-    config = PRESETS["tiny"]
-    workdir = tmp_path_factory.mktemp("cost")
-    main(["--preset", "tiny", "--data-root", str(scan_root), "--workdir", str(workdir)])
-    results = json.loads((workdir / "results.json").read_text())
-    seed = results["per_seed"]["0"]
-    lines = (workdir / "seed0" / "ensemble" / "metrics.jsonl").read_text().splitlines()
-    members = {json.loads(x)["member"] for x in lines}
-    epochs = {json.loads(x)["epoch"] for x in lines}
-    assert members == set(range(config.methods.n_traditional))
-    assert epochs == set(range(config.epochs + 1))
-    inf = seed["inference"]
-    assert results["summary"]["inference_ensemble_vs_gmm"][0] == pytest.approx(
-        inf["ensemble_ms"] / inf["single_gmm_ms"]
-    )
-    assert min(inf.values()) > 0
-    _check_records(results, scan_root, ("0",), workdir)
-    nets = results["networks"]
-    assert len(nets) == 1 + config.methods.n_traditional
-    assert {(n["epochs"], n["stop_reason"]) for n in nets} == {(config.epochs + 1, "max_epochs")}
-    assert [c["n_seeds"] for c in results["claims"]] == [1, 1]
