@@ -4,7 +4,10 @@ Every timing runs in a fresh Python process, twice in a row: *cold* is the first
 (compilation included for ``gmm``), *warm* the second call in the same process. Next to every
 timing the 1-minute load average (``os.getloadavg()``) at its start is printed. Ratios are
 scikit-learn time / ``gmm`` time (above 1: ``gmm`` is faster), cold against cold and warm
-against warm. Data are float64 samples of an 8-component mixture with overlapping components.
+against warm. Data are samples of an 8-component mixture with overlapping components, given
+to both libraries in the same dtype (``--dtype``): float64 by default; float32 is the real
+workload of the uncertainty head (the model's features are float32), in which ``gmm`` computes
+in float32 and scikit-learn (which accepts float32 input) too.
 
 1. Model selection by BIC over K = 1 … K_max at two sizes, the demo's (N = 2430, D = 8,
    K_max = 20) and the paper's (N = 12 150, D = 16, K_max = 49): ``gmm.select_n_components``
@@ -27,6 +30,7 @@ Usage::
     python experiments/bench/gmm_fit.py              # the three cases above (~10 min)
     python experiments/bench/gmm_fit.py --quick      # small sizes, a smoke run
     python experiments/bench/gmm_fit.py --cases demo --sklearn-threads 1 default
+    python experiments/bench/gmm_fit.py --dtype float32   # the model's feature dtype
 """
 
 from __future__ import annotations
@@ -57,24 +61,26 @@ QUICK = {
 FIXED_ITERS = 20
 
 
-def make_data(seed: int, n: int, d: int, k: int) -> np.ndarray:
-    """``[n, d]`` float64 samples of a ``k``-component mixture with overlapping components."""
+def make_data(seed: int, n: int, d: int, k: int, dtype: str = "float64") -> np.ndarray:
+    """``[n, d]`` samples of a ``k``-component mixture with overlapping components (drawn in
+    float64, then cast to ``dtype``)."""
     rng = np.random.default_rng(seed)
     centres = 3.0 * rng.normal(size=(k, d))
     mixing = rng.normal(size=(k, d, d)) / np.sqrt(d)
     labels = rng.integers(0, k, size=n)
     z = rng.normal(size=(n, d))
-    return centres[labels] + np.einsum("nd,nde->ne", z, mixing[labels]) + 0.1 * z
+    x = centres[labels] + np.einsum("nd,nde->ne", z, mixing[labels]) + 0.1 * z
+    return x.astype(dtype)
 
 
 def make_init(x: np.ndarray, k: int, seed: int) -> dict[str, np.ndarray]:
     """Explicit initial parameters shared by both implementations."""
     rng = np.random.default_rng(seed)
-    precision = np.linalg.inv(np.cov(x.T))
+    precision = np.linalg.inv(np.cov(x.T.astype(np.float64)))
     return {
-        "weights_init": np.full(k, 1.0 / k),
+        "weights_init": np.full(k, 1.0 / k, x.dtype),
         "means_init": x[rng.choice(x.shape[0], size=k, replace=False)],
-        "precisions_init": np.stack([precision] * k),
+        "precisions_init": np.stack([precision] * k).astype(x.dtype),
     }
 
 
@@ -89,13 +95,13 @@ def _timed(fn) -> dict[str, Any]:
     return out
 
 
-def worker_gmm(kind: str, n: int, d: int, k: int) -> dict[str, Any]:
+def worker_gmm(kind: str, n: int, d: int, k: int, dtype: str) -> dict[str, Any]:
     import jax
 
     import gmm
 
-    jax.config.update("jax_enable_x64", True)
-    x = make_data(0, n, d, 8)
+    jax.config.update("jax_enable_x64", dtype == "float64")
+    x = make_data(0, n, d, 8, dtype)
     jax.block_until_ready(jax.numpy.asarray(x))  # start the backend before timing
     key = jax.random.key(0)
     if kind == "sweep":
@@ -116,12 +122,12 @@ def worker_gmm(kind: str, n: int, d: int, k: int) -> dict[str, Any]:
     return _timed(run)
 
 
-def worker_sklearn(kind: str, n: int, d: int, k: int, threads: str) -> dict[str, Any]:
+def worker_sklearn(kind: str, n: int, d: int, k: int, dtype: str, threads: str) -> dict[str, Any]:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
     from threadpoolctl import threadpool_limits
 
-    x = make_data(0, n, d, 8)
+    x = make_data(0, n, d, 8, dtype)
     if kind == "sweep":
 
         def run():
@@ -170,8 +176,10 @@ def _loads() -> str:
     return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def run_case(name: str, kind: str, n: int, d: int, k: int, sklearn_threads: list[str]) -> None:
-    spec = [kind, str(n), str(d), str(k)]
+def run_case(
+    name: str, kind: str, n: int, d: int, k: int, sklearn_threads: list[str], dtype: str
+) -> None:
+    spec = [kind, str(n), str(d), str(k), dtype]
     if kind == "sweep":
         print(f"\n{name}: BIC sweep over K = 1..{k}, N = {n}, D = {d} (defaults of both)")
     else:
@@ -206,24 +214,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--sklearn-threads", nargs="+", default=None, help="BLAS threads: integers or 'default'"
     )
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        who, kind, n, d, k, *rest = args.worker
+        who, kind, n, d, k, dtype, *rest = args.worker
         if who == "gmm":
-            out = worker_gmm(kind, int(n), int(d), int(k))
+            out = worker_gmm(kind, int(n), int(d), int(k), dtype)
         else:
-            out = worker_sklearn(kind, int(n), int(d), int(k), *rest)
+            out = worker_sklearn(kind, int(n), int(d), int(k), dtype, *rest)
         print(json.dumps(out))
         return
     print(
-        f"{os.cpu_count()} CPUs, load average {_loads()} (1, 5, 15 min) at start; float64; "
+        f"{os.cpu_count()} CPUs, load average {_loads()} (1, 5, 15 min) at start; {args.dtype}; "
         "every timing in a fresh process: cold = first call, warm = second call"
     )
     sizes = QUICK if args.quick else CASES
     for name in args.cases:
         threads = args.sklearn_threads or (["1"] if name == "paper" else ["1", "default"])
-        run_case(name, *sizes[name], threads)
+        run_case(name, *sizes[name], threads, args.dtype)
     print(f"\nload average {_loads()} (1, 5, 15 min) at end")
 
 

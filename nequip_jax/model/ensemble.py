@@ -25,7 +25,7 @@ import numpy as np
 from flax import serialization
 
 from nequip_jax._io import atomic_folder
-from nequip_jax.data import GraphDataset
+from nequip_jax.data import GraphDataset, PaddingBudget
 from nequip_jax.model import (
     NequIPConfig,
     RadialSettings,
@@ -174,6 +174,13 @@ class Ensemble:
                 found[m] = group.member(j)
         return [found[m] for m in sorted(found)]
 
+    def graphs(self, atoms_list: Sequence[ase.Atoms]) -> list[GraphDataset]:
+        """One :class:`GraphDataset` of ``atoms_list`` per group (its cutoff; labels optional)."""
+        return [
+            GraphDataset(atoms_list, g.config.r_max, self.species, require_labels=False)
+            for g in self.groups
+        ]
+
     def predict(
         self, atoms_list: Sequence[ase.Atoms], batch_size: int = 32, *, method: str = "ensemble"
     ) -> dict:
@@ -192,11 +199,28 @@ class Ensemble:
             ``member_forces`` [J, n_atoms, 3] and ``features`` [J, n_atoms, feature_dim] of the
             first group.
         """
-        per_group, features = [], None
-        for group in self.groups:
-            dataset = GraphDataset(
-                atoms_list, group.config.r_max, self.species, require_labels=False
+        return self.predict_graphs(self.graphs(atoms_list), batch_size, method=method)
+
+    def predict_graphs(
+        self,
+        datasets: Sequence[GraphDataset],
+        batch_size: int = 32,
+        *,
+        method: str = "ensemble",
+        budget: PaddingBudget | None = None,
+    ) -> dict:
+        """:meth:`predict` for graphs built by :meth:`graphs` (one data set per group).
+
+        ``budget`` fixes the padded batch shape of every group (it must fit any
+        ``batch_size`` structures of each data set), e.g. one shape for a data set that grows.
+        """
+        if len(datasets) != len(self.groups):
+            raise ValueError(
+                f"{len(datasets)} data sets for {len(self.groups)} groups; build them with "
+                "graphs()."
             )
+        per_group, features = [], None
+        for group, dataset in zip(self.groups, datasets, strict=True):
             check_dataset(dataset, self.species, group.config.r_max)
             out = run_batched(
                 group.predict_fn(),
@@ -205,6 +229,7 @@ class Ensemble:
                 batch_size,
                 group.config.dtype,
                 member_axis=True,
+                budget=budget,
             )
             per_group.append((group.members, out))
             if features is None:

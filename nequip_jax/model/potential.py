@@ -235,8 +235,15 @@ class Potential:
             atoms_list, self.r_max, self.species, source=source, require_labels=False
         )
 
-    def predict_graphs(self, dataset: GraphDataset, batch_size: int = 32) -> dict:
-        """Predictions for a :class:`GraphDataset` built by :meth:`graphs` (see :meth:`predict`)."""
+    def predict_graphs(
+        self, dataset: GraphDataset, batch_size: int = 32, *, budget: PaddingBudget | None = None
+    ) -> dict:
+        """Predictions for a :class:`GraphDataset` built by :meth:`graphs` (see :meth:`predict`).
+
+        ``budget`` fixes the padded batch shape (it must fit any ``batch_size`` structures of
+        ``dataset``), e.g. one shape for a data set that grows; default: rounded up from the
+        data set (:func:`run_batched`).
+        """
         check_dataset(dataset, self.species, self.r_max)
         head = self.head
         return run_batched(
@@ -245,6 +252,7 @@ class Potential:
             dataset,
             batch_size,
             self.config.dtype,
+            budget=budget,
         )
 
     def predict(self, atoms_list: Sequence[ase.Atoms], batch_size: int = 32) -> dict:

@@ -6,7 +6,8 @@ step (and its padded shapes) on every call — tens of seconds of compilation pe
 CPU. :class:`FineTuner` keeps one jitted step per model configuration and a padded budget that
 only grows (with head-room) when a batch no longer fits, so a whole on-the-fly run compiles its
 training step once or twice. An ensemble is fine-tuned with the same step ``vmap``-ped over a
-leading member axis (each member its own batch order), as in the ensemble trainer.
+leading member axis (each member its own batch order), as in the ensemble trainer; both run
+their epochs through the trainer's :func:`nequip_jax.train.loop.train_epoch`.
 
 The optimiser (Adam) starts with fresh moments at every call: the state of a fine-tuning run is
 only its parameters, so a checkpoint needs nothing else.
@@ -21,13 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nequip_jax.data import (
-    GraphDataset,
-    PaddingBudget,
-    compute_budget,
-    iterate_batches,
-    round_up,
-)
+from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget, round_up
 from nequip_jax.model import NequIPConfig, make_model_fns, model_jit
 from nequip_jax.train import (
     init_train_state,
@@ -35,7 +30,7 @@ from nequip_jax.train import (
     make_train_step,
     summarize,
 )
-from nequip_jax.train.loop import stack_members, unstack_member
+from nequip_jax.train.loop import train_epoch, unstack_member
 
 __all__ = ["FineTuner", "FineTuneResult", "grow_budget"]
 
@@ -178,21 +173,18 @@ class FineTuner:
             else:
                 member_keys = [jax.random.fold_in(key, j) for j in range(members)]
             for epoch in range(epochs):
-                iters = [
-                    iterate_batches(
-                        dataset,
-                        self.batch_size,
-                        self.budget,
-                        key=jax.random.fold_in(member_keys[j], epoch),
-                        dtype=dtype,
-                    )
-                    for j in range(members)
-                ]
-                total = None
-                for batches in zip(*iters):
-                    batch = batches[0] if self.n_members is None else stack_members(batches)
-                    state, sums = self._step(state, batch, lr, ew, fw, active)
-                    total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+                state, total = train_epoch(
+                    self._step,
+                    state,
+                    dataset,
+                    batch_size=self.batch_size,
+                    budget=self.budget,
+                    shuffle_keys=member_keys,
+                    epoch=epoch,
+                    step_args=(lr, ew, fw, active),
+                    dtype=dtype,
+                    member_axis=self.n_members is not None,
+                )
                 total = jax.device_get(total)
                 rows = [
                     summarize(

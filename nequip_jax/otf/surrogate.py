@@ -26,8 +26,7 @@ import numpy as np
 from nequip_jax.calculator import NequIPCalculator
 from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget, round_up
 from nequip_jax.model import Potential
-from nequip_jax.model.ensemble import Ensemble, combine_members
-from nequip_jax.model.potential import ensemble_program, potential_program, run_batched
+from nequip_jax.model.ensemble import Ensemble
 from nequip_jax.otf.finetune import FineTuner, grow_budget
 from nequip_jax.uncertainty.protocol import ModelOutputs
 from nequip_jax.uncertainty.registry import get_method
@@ -168,29 +167,14 @@ class Surrogate:
         """
         dataset = self.graphs(atoms_list)
         self._budget = grow_budget(self._budget, compute_budget(dataset, _EVAL_BATCH))
-        dtype = self.config.dtype
         if self.is_ensemble:
-            group = self.model.groups[0]
-            out = run_batched(
-                ensemble_program(group.config),
-                (group.params, group.radial),
-                dataset,
-                _EVAL_BATCH,
-                dtype,
-                member_axis=True,
-                budget=self._budget,
+            out = self.model.predict_graphs(
+                [dataset], _EVAL_BATCH, method=self.method, budget=self._budget
             )
-            combined = combine_members([(group.members, out)], method=self.method)
-            keep = ("energy", "forces", "uncertainty", "member_forces")
-            return {k: combined[k] for k in keep}
-        out = run_batched(
-            potential_program(self.config),
-            (self.model.params, None),
-            dataset,
-            _EVAL_BATCH,
-            dtype,
-            budget=self._budget,
-        )
+            return {k: out[k] for k in ("energy", "forces", "uncertainty", "member_forces")}
+        # The head is scored on the host: its state's shape (e.g. the GMM's K) changes at every
+        # refit, and inside the model's program that would recompile the model each time.
+        out = self.model.with_head(None).predict_graphs(dataset, _EVAL_BATCH, budget=self._budget)
         result = {"energy": out["energy"], "forces": out["forces"], "features": out["features"]}
         if self.has_uncertainty:
             head = self.model.head

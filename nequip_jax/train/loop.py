@@ -74,6 +74,7 @@ __all__ = [
     "PreparedData",
     "prepare",
     "evaluate_sums",
+    "train_epoch",
 ]
 
 
@@ -189,6 +190,65 @@ def evaluate_sums(
         sums = eval_step(params, batch)
         total = sums if total is None else jax.tree.map(jnp.add, total, sums)
     return total
+
+
+def train_epoch(
+    step,
+    state,
+    dataset: GraphDataset,
+    *,
+    batch_size: int,
+    budget,
+    shuffle_keys: Sequence[jax.Array],
+    epoch: int,
+    step_args: tuple = (),
+    dtype=np.float32,
+    member_axis: bool = True,
+    place=None,
+    on_batch=None,
+):
+    """One pass over ``dataset``: ``state, sums = step(state, batch, *step_args)`` per batch.
+
+    The one epoch loop of the library: the trainer (:func:`train_group`) and the on-the-fly
+    fine-tuner (:class:`nequip_jax.otf.finetune.FineTuner`) both run their epochs through it.
+
+    Args:
+        step: the jitted training step.
+        state: its state (leading member axis when ``member_axis``).
+        dataset: the training graphs.
+        batch_size, budget: structures per batch and the padded batch shape.
+        shuffle_keys: one key per member; member ``j`` visits the structures in the order drawn
+            with ``jax.random.fold_in(shuffle_keys[j], epoch)``.
+        epoch: the epoch number (folded into the keys).
+        step_args: further arguments of ``step`` after the batch.
+        dtype: float dtype of the batches.
+        member_axis: stack the members' batches along a leading axis (a ``vmap``-ped step);
+            ``False``: one member, its batch as is.
+        place: applied to each stacked batch (e.g. laying it over a device mesh).
+        on_batch: called after every step (progress).
+
+    Returns:
+        ``(state, sums)``: the state after the epoch and the step's error sums added over its
+        batches (on the device).
+    """
+    if not member_axis and len(shuffle_keys) != 1:
+        raise ValueError(f"member_axis=False needs one shuffle key, got {len(shuffle_keys)}.")
+    iters = [
+        iterate_batches(
+            dataset, batch_size, budget, key=jax.random.fold_in(key, epoch), dtype=dtype
+        )
+        for key in shuffle_keys
+    ]
+    total = None
+    for batches in zip(*iters):
+        batch = stack_members(batches) if member_axis else batches[0]
+        if place is not None:
+            batch = place(batch)
+        state, sums = step(state, batch, *step_args)
+        total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+        if on_batch is not None:
+            on_batch()
+    return state, total
 
 
 def _read_metrics(path: Path, up_to_epoch: int) -> list[str]:
@@ -411,24 +471,19 @@ def train_group(
         lr = place(scheduler.learning_rate.astype(dtype))
         active = place(~scheduler.stopped)
         ew, fw = place(energy_w.astype(dtype)), place(forces_w.astype(dtype))
-        iters = [
-            iterate_batches(
-                prep.train,
-                optim.batch_size,
-                prep.train_budget,
-                key=jax.random.fold_in(k[2], epoch),
-                dtype=dtype,
-            )
-            for k in keys
-        ]
-        total = None
-        for batches in zip(*iters):
-            state, sums = train_step(
-                state, place(stack_members(batches)), lr, ew, fw, active, radial
-            )
-            total = sums if total is None else jax.tree.map(jnp.add, total, sums)
-            if bar:
-                bar.update()
+        state, total = train_epoch(
+            train_step,
+            state,
+            prep.train,
+            batch_size=optim.batch_size,
+            budget=prep.train_budget,
+            shuffle_keys=[k[2] for k in keys],
+            epoch=epoch,
+            step_args=(lr, ew, fw, active, radial),
+            dtype=dtype,
+            place=place,
+            on_batch=bar.update if bar else None,
+        )
         total = host(total)
         train_m = [
             summarize(unstack_member(total, j), energy_w[j], forces_w[j], optim.energy_loss)

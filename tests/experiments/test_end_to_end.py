@@ -1,5 +1,6 @@
-"""Figs. 2–5 end to end on their ``tiny`` presets (slow: minutes on a busy 2-core CPU; the cost
-table's end-to-end test is cheap enough to run by default, in ``test_cost_end_to_end.py``).
+"""Figs. 2–5 end to end on their ``tiny`` presets (about two minutes on an idle 2-core CPU, in
+one test worker: Figs. 3 and 4 reuse the Fig. 2 models; the cost table's end-to-end test is in
+``test_cost_end_to_end.py``).
 
 Each test runs the experiment's command-line entry point and checks its written results against
 an independent recomputation: from the saved models, the cached predictions or the raw data,
@@ -19,8 +20,6 @@ from nequip_jax.data import StandInWarning, load_3bpa, paper_split
 from nequip_jax.model import Potential
 from nequip_jax.train.loop import member_keys
 from tests.experiments.records import check_records
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from nequip_jax.data import GraphDataset, compute_budget
 from nequip_jax.model import NequIPConfig, make_model_fns
@@ -82,6 +83,17 @@ def test_ensemble_predict_and_round_trip(frames_300K, tiny_run_config, tmp_path)
         )
     energies = np.stack([m["energy"] for m in members])
     np.testing.assert_allclose(pred["energy_std"], energies.std(0), rtol=1e-4, atol=1e-6)
+    # A fixed padded shape larger than needed (as for a growing data set) changes nothing.
+    datasets = ens.graphs(test)
+    need = [compute_budget(d, 2) for d in datasets]
+    roomy = need[0]._replace(
+        n_node=2 * max(b.n_node for b in need), n_edge=2 * max(b.n_edge for b in need)
+    )
+    fixed = ens.predict_graphs(datasets, 2, budget=roomy)
+    for a, b in zip(pred["forces"], fixed["forces"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="2 groups"):
+        ens.predict_graphs(datasets[:1])
     loaded = Ensemble.load(tmp_path / "ensemble")
     again = loaded.predict(test)
     for a, b in zip(pred["member_forces"], again["member_forces"]):
