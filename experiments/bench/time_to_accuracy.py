@@ -38,12 +38,12 @@ Usage::
     python experiments/bench/time_to_accuracy.py --collect DIR [--json OUT]  # re-read DIR
     python experiments/bench/time_to_accuracy.py --table OUT   # the README's markdown table
 
-Prints, per side: epochs reached, optimiser steps, test_300K force and energy RMSE, the best
-validation force RMSE, the training wall time and the whole command's wall time, with the load
-average; then the ratios of the test force RMSE (reference / this library) and of the epochs,
-and the training time each side took to reach the validation force RMSE both reach (the larger
-of their two best values; Lightning logs no times: the reference's epochs are spread evenly over
-its budget).
+Prints a markdown table with, per side: epochs reached and why training stopped, test_300K
+force and energy RMSE, the best validation force RMSE, the training wall time and the whole
+command's wall time, with the load average; then the ratios of the test force RMSE (reference
+/ this library), of the epochs and of the time per epoch, and the training time each side took
+to reach the validation force RMSE both reach (the larger of their two best values; Lightning
+logs no times: the reference's epochs are spread evenly over its budget).
 """
 
 from __future__ import annotations
@@ -498,32 +498,7 @@ def collect(work: Path) -> dict:
 
 
 def _report(results: dict) -> None:
-    steps_per_epoch = -(-results["n_train"] // 5)
-    for side in results["sides"]:
-        e = results[side]
-        train = "" if e["train_s"] is None else f"training {e['train_s']:.0f} s, "
-        print(
-            f"{side:>6}: {e['epochs']:5d} epochs ({e['epochs'] * steps_per_epoch} steps, "
-            f"{e['stop_reason']}), test_300K F-RMSE {1e3 * e['test_forces_rmse']:.1f} meV/Å, "
-            f"E-RMSE {1e3 * e['test_energy_rmse_per_atom']:.2f} meV/atom, best val F-RMSE "
-            f"{1e3 * e['best_val_forces_rmse']:.1f} meV/Å; {train}command {e['command_s']:.0f} s; "
-            f"load average {e['load_start'][0]:.2f} -> {e['load_end'][0]:.2f}"
-        )
-    if "ratios" in results:
-        r = results["ratios"]
-        reach = (
-            "never"
-            if r["time_to_target_jax_s"] is None
-            else f"{r['time_to_target_jax_s']:.0f} s vs {r['time_to_target_torch_s']:.0f} s, "
-            f"{r['time_to_target_torch_over_jax']:.2f}x"
-        )
-        print(
-            f"ratio: test force RMSE nequip/ours {r['forces_rmse_torch_over_jax']:.2f}x, epochs "
-            f"ours/nequip {r['epochs_jax_over_torch']:.2f}x, time per epoch nequip/ours "
-            f"{r['epoch_time_torch_over_jax']:.2f}x; time to the validation F-RMSE "
-            f"both reach ({1e3 * r['target_val_forces_rmse']:.1f} meV/Å): {reach} (> 1: this "
-            "library is ahead)"
-        )
+    print(markdown_table(results), end="", flush=True)
 
 
 if __name__ == "__main__":
