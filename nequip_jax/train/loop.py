@@ -75,6 +75,7 @@ __all__ = [
     "prepare",
     "evaluate_sums",
     "train_epoch",
+    "group_programs",
 ]
 
 
@@ -281,6 +282,51 @@ def unstack_member(tree, j: int):
     return jax.tree.map(lambda x: x[j], tree)
 
 
+@functools.lru_cache(maxsize=32)
+def group_programs(
+    model_config: NequIPConfig,
+    optimizer: str,
+    grad_clip: float | None,
+    ema_decay: float | None,
+    energy_loss: str,
+):
+    """The jitted, member-``vmap``-ped training and evaluation steps of :func:`train_group`.
+
+    One pair per (model configuration, optimiser kind, gradient clipping, EMA, energy loss) and
+    process: every group trained with these settings shares it, so a network trained again on
+    batches of a shape already seen (another seed, another member, a retraining round on a data
+    set of the same size) compiles nothing. The learning rate, the loss weights and the members'
+    cutoff settings are arguments, not part of the key.
+
+    Returns:
+        ``train_step(state, batch, learning_rate, energy_weight, forces_weight, active, radial)
+        -> (state, sums)`` (the state is donated) and ``eval_step(params, batch, radial) ->
+        sums``, each with a leading member axis (``batch`` shared by the members in
+        ``eval_step``).
+    """
+    _, predict = make_model_fns(model_config)
+    # The learning rate lives in the optimiser state (set at every step), so the update does
+    # not depend on the value given here.
+    opt = make_optimizer(optimizer, 1.0, grad_clip)
+
+    def member_step(state, batch, learning_rate, energy_weight, forces_weight, active, radial):
+        step = make_train_step(
+            functools.partial(predict, radial=radial),
+            opt,
+            ema_decay=ema_decay,
+            energy_loss=energy_loss,
+        )
+        return step(state, batch, learning_rate, energy_weight, forces_weight, active)
+
+    def member_eval(params, batch, radial):
+        return make_eval_step(functools.partial(predict, radial=radial))(params, batch)
+
+    return (
+        model_jit(jax.vmap(member_step), donate_argnums=0),
+        model_jit(jax.vmap(member_eval, in_axes=(0, None, 0))),
+    )
+
+
 class GroupResult(NamedTuple):
     """Outcome of training one group of same-shaped members (leading member axis); the members'
     own configurations and cutoff settings are ``prep.member_configs`` and ``prep.radial``.
@@ -387,7 +433,6 @@ def train_group(
     optim = base.optim
     n = len(members)
     prep = prepare(configs, *data)
-    _, predict = make_model_fns(prep.model_config)
     keys = [member_keys(base.seed, m) for m in members]
 
     optimizer = make_optimizer(optim.optimizer, optim.learning_rate, optim.grad_clip)
@@ -442,18 +487,9 @@ def train_group(
     dtype = np.float64 if prep.model_config.dtype == "float64" else np.float32
     radial = None if prep.radial is None else place(prep.radial.cast(dtype))
 
-    def member_step(state, batch, learning_rate, energy_weight, forces_weight, active, radial):
-        member_predict = functools.partial(predict, radial=radial)
-        step = make_train_step(
-            member_predict, optimizer, ema_decay=optim.ema_decay, energy_loss=optim.energy_loss
-        )
-        return step(state, batch, learning_rate, energy_weight, forces_weight, active)
-
-    def member_eval(params, batch, radial):
-        return make_eval_step(functools.partial(predict, radial=radial))(params, batch)
-
-    train_step = model_jit(jax.vmap(member_step), donate_argnums=0)
-    vmapped_eval = model_jit(jax.vmap(member_eval, in_axes=(0, None, 0)))
+    train_step, vmapped_eval = group_programs(
+        prep.model_config, optim.optimizer, optim.grad_clip, optim.ema_decay, optim.energy_loss
+    )
 
     def eval_step(params, batch):
         return vmapped_eval(params, batch, radial)

@@ -8,6 +8,9 @@ of the same hyperparameters with other weights, must lower no new program.
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -15,6 +18,8 @@ import numpy as np
 from nequip_jax.calculator import NequIPCalculator
 from nequip_jax.model import Potential
 from nequip_jax.model.ensemble import Ensemble
+from nequip_jax.train import RunConfig, train
+from nequip_jax.train.config import apply_overrides
 
 
 def _reweighted(potential: Potential, factor: float) -> Potential:
@@ -68,3 +73,41 @@ def test_calculator_steps_and_new_weights_compile_nothing(x64, potential64, fram
         forces = other.get_forces()
     assert counted.n == 0
     np.testing.assert_allclose(forces, 0.5 * atoms.get_forces(), rtol=1e-10, atol=1e-12)
+
+
+def test_training_again_on_batches_of_the_same_shape_compiles_no_step(
+    tiny_run_config, frames_300K, lowerings, tmp_path
+):
+    """A second network (another seed and learning rate, same model and data shapes) reuses the
+    trainer's compiled steps, and trains as it would in a fresh process."""
+    data = (frames_300K[:4], frames_300K[4:6])
+    first = tiny_run_config(max_epochs=2)
+    train(first, tmp_path / "first", data=data, verbose=False)
+    second = RunConfig.from_dict(
+        apply_overrides(first.to_dict(), ["seed=4", "optim.learning_rate=0.003"])
+    )
+    with lowerings() as counted:
+        again = train(second, tmp_path / "second", data=data, verbose=False)
+    steps = [n for n in counted.names if "member_step" in str(n) or "member_eval" in str(n)]
+    assert steps == [], counted.names
+    # The same numbers as the second network trained alone (its own process's compilation).
+    script = (
+        "import json, sys, numpy as np, jax\n"
+        "from nequip_jax.data import load_3bpa\n"
+        "from nequip_jax.train import RunConfig, train\n"
+        "frames = load_3bpa('train_300K', allow_download=False)\n"
+        "config = RunConfig.from_dict(json.loads(sys.argv[1]))\n"
+        "p = train(config, sys.argv[2], data=(frames[:4], frames[4:6]), verbose=False)\n"
+        "leaves = jax.tree.leaves(p.params)\n"
+        "print(json.dumps([np.asarray(x).ravel()[:8].tolist() for x in leaves]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(second.to_dict()), str(tmp_path / "alone")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    alone = json.loads(out.stdout.strip().splitlines()[-1])
+    mine = [np.asarray(x).ravel()[:8].tolist() for x in jax.tree.leaves(again.params)]
+    for a, b in zip(alone, mine, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
