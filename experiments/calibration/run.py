@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -189,13 +190,33 @@ def evaluate(methods: dict, test_names: list[str], alpha: float) -> list[dict]:
     return rows
 
 
-def run(config: CalibrationConfig, out: str | Path) -> dict:
-    """Fit the calibrators, evaluate coverage and calibration, write JSON, PNG and markdown."""
+def run(
+    config: CalibrationConfig,
+    workdir: str | Path,
+    *,
+    seeds: Sequence[int] | None = None,
+    preset: str | None = None,
+) -> dict:
+    """Fit the calibrators, evaluate coverage and calibration, write JSON, PNG and markdown
+    into ``workdir``.
+
+    The calibration has no seed of its own: it evaluates the finished on-the-fly run of
+    ``config.otf_workdir`` with that run's seed. ``seeds``, if given, must be that one seed;
+    ``preset`` (default: the on-the-fly run's preset) is recorded in the provenance.
+
+    Raises:
+        ValueError: ``seeds`` other than the on-the-fly run's seed.
+    """
     begun = begin_run()
-    out = Path(out)
+    out = Path(workdir)
     otf_dir = Path(config.otf_workdir)
     results = json.loads((otf_dir / "results.json").read_text())
     otf = OTFConfig.from_dict(results["config"])
+    if seeds is not None and list(seeds) != [otf.seed]:
+        raise ValueError(
+            f"seeds={list(seeds)}: the calibration evaluates the on-the-fly run of "
+            f"{otf_dir.name}, whose seed is {otf.seed}; pass seeds=None or [{otf.seed}]."
+        )
     oracle = XTBOracle(**otf.oracle)
     single, train_atoms = _final(otf_dir / "gmm")
     ensemble, _ = _final(otf_dir / "ensemble")
@@ -228,7 +249,7 @@ def run(config: CalibrationConfig, out: str | Path) -> dict:
         "rows": rows,
         "provenance": provenance(
             begun,
-            preset=results.get("preset"),
+            preset=preset or results.get("preset"),
             seeds=[otf.seed],
             data_source="xtb" if otf.labels == "oracle" else "files",
             data_files={p.stem: p for p in sorted((otf_dir / "cache").glob("*.xyz"))},

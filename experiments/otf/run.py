@@ -24,13 +24,14 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.common.networks import networks_from_runs
 from experiments.common.provenance import begin_run, provenance
 from experiments.otf.plots import error_bars
 from nequip_jax._io import atomic_write_json, atomic_write_text
-from nequip_jax.otf import OTFConfig, load_otf_config, markdown_table, plot_trace, run_otf
+from nequip_jax.otf import OTFConfig, markdown_table, plot_trace, run_otf
 from nequip_jax.otf.session import initial_model_folder
 from nequip_jax.uncertainty.registry import METHODS
 
@@ -67,17 +68,39 @@ class LoadSampler:
 
 
 def run(
-    preset: str,
+    config: OTFConfig,
     workdir: str | Path,
     *,
-    overrides: list[str] = (),
+    seeds: Sequence[int] | None = None,
+    preset: str | None = None,
     runs: tuple[str, ...] | list[str] = RUNS,
     verbose: bool = True,
 ) -> dict:
-    """Run (or resume) the comparison; returns the results dictionary."""
+    """Run (or resume) the comparison of ``config`` (its ``trigger`` is replaced by each run's);
+    returns the results dictionary.
+
+    Args:
+        config: the on-the-fly settings (:func:`nequip_jax.otf.load_otf_config`).
+        workdir: output folder (every run resumes from it).
+        seeds: one seed replacing ``config.seed`` (``None``: the config's); the comparison is
+            one trajectory per method, so one seed per workdir.
+        preset: the preset's name, for the provenance.
+        runs: the methods to run (the baselines need the GMM run).
+        verbose: progress on the terminal.
+
+    Raises:
+        ValueError: more than one seed, or a baseline without the GMM run.
+    """
+    if seeds is not None:
+        if len(seeds) != 1:
+            raise ValueError(
+                f"seeds={list(seeds)}: one on-the-fly comparison per seed; run each seed with "
+                "its own workdir."
+            )
+        config = config.replace(seed=int(seeds[0]))
     begun = begin_run()
     workdir = Path(workdir)
-    base = load_otf_config(preset, list(overrides))
+    base = config
     cache = workdir / "cache"
     summaries: dict[str, dict] = {}
     loads: dict[str, dict] = {}
@@ -103,7 +126,6 @@ def run(
     splits = list(base.test_splits)
     results = {
         "preset": preset,
-        "overrides": list(overrides),
         "config": base.to_dict(),
         "runs": summaries,
         "machine_load": loads,

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from nequip_jax.otf import read_events
+from nequip_jax.otf import load_otf_config, read_events
 
 pytest.importorskip("tblite")
 pytest.importorskip("matplotlib")
@@ -24,7 +24,7 @@ def tiny_otf(tmp_path_factory):
     from experiments.otf.run import run
 
     workdir = tmp_path_factory.mktemp("otf-tiny")
-    return workdir, run("tiny", workdir, verbose=False)
+    return workdir, run(load_otf_config("tiny"), workdir, preset="tiny", verbose=False)
 
 
 def test_tiny_comparison(tiny_otf):
@@ -77,6 +77,9 @@ def test_calibration_on_the_tiny_models(tiny_otf, tmp_path):
     assert str(workdir) not in json.dumps(report["provenance"])
     assert (tmp_path / "calibration.md").read_text().count("|") > 10
     assert (tmp_path / "coverage.png").stat().st_size > 0
+    seed = report["provenance"]["seeds"][0]
+    with pytest.raises(ValueError, match=f"whose seed is {seed}"):
+        run(CalibrationConfig(str(workdir)), tmp_path / "other", seeds=[seed + 1])
 
 
 def test_cli_otf_runs_and_resumes(tmp_path, capsys):
@@ -91,3 +94,11 @@ def test_cli_otf_runs_and_resumes(tmp_path, capsys):
     before = (tmp_path / "run" / "events.jsonl").read_text()
     assert main(args) == 0
     assert (tmp_path / "run" / "events.jsonl").read_text() == before
+
+
+def test_comparison_runs_one_seed_per_workdir(tmp_path):
+    from experiments.otf.run import run
+
+    with pytest.raises(ValueError, match="one on-the-fly comparison per seed"):
+        run(load_otf_config("tiny"), tmp_path, seeds=[0, 1], verbose=False)
+    assert not any(tmp_path.iterdir())
