@@ -36,6 +36,8 @@ __all__ = [
     "markdown_table",
     "run_study",
     "study_runner",
+    "add_variant_argument",
+    "variant_option",
 ]
 
 #: Overrides of the ``cpu`` preset that make a network train in seconds (the tests' presets).
@@ -306,6 +308,19 @@ def run_study(
     return out
 
 
+def add_variant_argument(parser) -> None:
+    """``--variants NAME ...``: train and report a subset of a study's variants."""
+    parser.add_argument(
+        "--variants", nargs="+", default=None, help="only these variants (default: all)"
+    )
+
+
+def variant_option(args, runs_folder, tag) -> dict:
+    """The ``variants`` keyword of a study's ``run`` from :func:`add_variant_argument`."""
+    del runs_folder, tag
+    return {"variants": args.variants}
+
+
 def study_runner(title: str, *, conclude=None, reference: str = ""):
     """The ``run(config, workdir, *, seeds, data, root)`` of an experiment made of one
     :class:`Study` (see :func:`run_study` for ``title``, ``conclude`` and ``reference``)."""
@@ -318,11 +333,26 @@ def study_runner(title: str, *, conclude=None, reference: str = ""):
         data: str,
         root,
         preset: str | None = None,
+        variants: Sequence[str] | None = None,
     ):
         """Train, evaluate and write ``results.json`` / ``section.md`` into ``workdir``
-        (``preset``: the preset's name for the provenance, default ``config.name``)."""
+        (``preset``: the preset's name for the provenance, default ``config.name``;
+        ``variants``: train and report only these, in the preset's order — the results then
+        cover those alone, and a later run with all of them reuses their finished networks).
+
+        Raises:
+            ValueError: a variant the preset does not have.
+        """
         if preset is not None and preset != config.name:
             config = dataclasses.replace(config, name=preset)
+        if variants is not None:
+            unknown = sorted(set(variants) - set(config.variants))
+            if unknown or not variants:
+                raise ValueError(
+                    f"variants {unknown or list(variants)}: choose from {list(config.variants)}."
+                )
+            chosen = {k: v for k, v in config.variants.items() if k in set(variants)}
+            config = dataclasses.replace(config, variants=chosen)
         return run_study(
             config,
             workdir,

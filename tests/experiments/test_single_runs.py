@@ -2,6 +2,7 @@
 against an independent prediction, resuming without retraining, refusing a foreign folder."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -60,3 +61,22 @@ def test_a_folder_of_another_configuration_is_refused(study):
     config = variant_config("cpu", PRESETS["tiny"].variants["silu"], seed=1)
     with pytest.raises(ValueError, match="another configuration"):
         train_to_convergence(config, workdir / "silu" / "seed0")
+
+
+def test_a_subset_of_variants_reports_those_and_reuses_their_networks(study, tmp_path):
+    workdir, full = study
+    before = (workdir / "silu" / "seed0" / "metrics.jsonl").read_text()
+    out = tmp_path / "subset"
+    # Same network folders: copy the finished silu run, then ask for silu alone.
+    shutil.copytree(workdir / "silu", out / "silu")
+    main(["--preset", "tiny", "--workdir", str(out), "--variants", "silu"])
+    subset = json.loads((out / "results.json").read_text())
+    assert [r["variant"] for r in subset["rows"]] == ["silu"]
+    assert subset["variants"] == {"silu": full["variants"]["silu"]}
+    assert (
+        subset["rows"][0]["test"] == next(r for r in full["rows"] if r["variant"] == "silu")["test"]
+    )
+    assert (out / "silu" / "seed0" / "metrics.jsonl").read_text() == before
+    assert not (out / "paper_era").exists()
+    with pytest.raises(ValueError, match="choose from"):
+        main(["--preset", "tiny", "--workdir", str(out), "--variants", "gelu"])
