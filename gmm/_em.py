@@ -486,7 +486,11 @@ def fit_padded(
     return _select_best(jax.vmap(one_run)(keys))
 
 
-@functools.partial(_xla.jit, static_argnames=("n_components", "max_iter", "n_init", "init"))
+@functools.partial(
+    _xla.jit,
+    static_argnames=("n_components", "max_iter", "n_init", "init"),
+    light_if=_xla.small_em,
+)
 def fit_jit(
     x: Array,
     mask: Array,

@@ -61,6 +61,7 @@ def total_log_prob(params: GMMParams, xs: Array, ms: Array) -> Array:
 @functools.partial(
     _xla.jit,
     static_argnames=("n_slots", "trial_sizes", "k_sizes", "max_iter", "n_init", "init"),
+    light_if=_xla.small_em,
 )
 def sweep_jit(
     x: Array,
