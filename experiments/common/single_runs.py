@@ -38,6 +38,7 @@ __all__ = [
     "study_runner",
     "add_variant_argument",
     "variant_option",
+    "study_main",
 ]
 
 #: Overrides of the ``cpu`` preset that make a network train in seconds (the tests' presets).
@@ -319,6 +320,23 @@ def variant_option(args, runs_folder, tag) -> dict:
     """The ``variants`` keyword of a study's ``run`` from :func:`add_variant_argument`."""
     del runs_folder, tag
     return {"variants": args.variants}
+
+
+def study_main(name: str, doc: str | None, presets, run, argv=None) -> None:
+    """The command line of a single-network study (:func:`experiments.common.cli.experiment_main`
+    with ``--variants``)."""
+    from experiments.common.cli import experiment_main
+
+    experiment_main(
+        name,
+        doc,
+        presets,
+        run,
+        argv,
+        trains_models=False,
+        add_arguments=add_variant_argument,
+        extra_options=variant_option,
+    )
 
 
 def study_runner(title: str, *, conclude=None, reference: str = ""):
