@@ -84,7 +84,7 @@ def _split(seed: int, workdir: Path, test_frames: int | None) -> dict:
         test = [test[i] for i in np.linspace(0, len(test) - 1, test_frames).round().astype(int)]
     for name, frames in (("train", train), ("val", val), ("test", test)):
         ase.io.write(workdir / f"{name}.xyz", frames, format="extxyz")
-    stats = compute_statistics(GraphDataset(train, config.model["r_max"], SPECIES))
+    stats = compute_statistics(GraphDataset(train, config.model.value("r_max"), SPECIES))
     return {
         "config": config,
         "n_train": len(train),

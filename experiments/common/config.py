@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from nequip_jax.train import RunConfig, load_config
+from nequip_jax.train import ModelConfig, RunConfig, load_config
 
 __all__ = [
     "MethodsConfig",
@@ -19,8 +19,20 @@ __all__ = [
 
 def config_dict(config: Any) -> dict:
     """The JSON form of an experiment's configuration dataclass (what its results and the
-    identity of its cached pieces record)."""
-    return json.loads(json.dumps(dataclasses.asdict(config)))
+    identity of its cached pieces record); a model section is written as the fields it sets."""
+    return json.loads(json.dumps(_plain(config)))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, ModelConfig):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +41,8 @@ class MethodsConfig:
 
     Attributes:
         base: a :func:`nequip_jax.train.load_config` preset (``"cpu"`` or ``"paper"``).
-        model: overrides of the model section (e.g. ``{"num_features": 16}``).
+        model: the model fields that replace the preset's (a :class:`nequip_jax.train.ModelConfig`;
+            a mapping such as ``{"num_features": 16}`` is converted).
         optim: overrides of the optimisation section (e.g. ``{"plateau_patience": 10}``).
             Networks train until their stopping rule (the learning-rate floor or early
             stopping; ``max_epochs`` is a safety net whose use is recorded).
@@ -42,7 +55,7 @@ class MethodsConfig:
     """
 
     base: str = "cpu"
-    model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     optim: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     n_traditional: int = 10
     n_diverse_traditional: int = 3
@@ -51,6 +64,8 @@ class MethodsConfig:
     gmm_max_iter: int = 100
 
     def __post_init__(self):
+        if isinstance(self.model, Mapping):
+            object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
         if self.n_traditional < 2:
             raise ValueError(
                 f"n_traditional={self.n_traditional}: an ensemble needs at least 2 members."
@@ -65,7 +80,7 @@ class MethodsConfig:
 
     def with_model(self, **model: Any) -> MethodsConfig:
         """A copy with extra model overrides (e.g. ``num_features=8``)."""
-        return dataclasses.replace(self, model={**self.model, **model})
+        return dataclasses.replace(self, model=self.model.replace(**model))
 
     def to_dict(self) -> dict:
         return config_dict(self)
@@ -94,7 +109,7 @@ def run_config(
             reported experiments stop by their convergence rule, never by the clock.
     """
     raw = load_config(mc.base).to_dict()
-    raw = _merge(raw, {"seed": int(seed), "model": dict(mc.model), "optim": dict(mc.optim)})
+    raw = _merge(raw, {"seed": int(seed), "model": mc.model.to_dict(), "optim": dict(mc.optim)})
     if variant:
         raw = _merge(raw, variant)
     if raw["optim"].get("max_time_s") is not None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from nequip_jax.train.config import apply_overrides
+from nequip_jax.train.config import ModelConfig, OptimConfig, apply_overrides
 from nequip_jax.uncertainty.registry import METHODS, get_method
 
 __all__ = ["OTFConfig", "PRESETS", "load_otf_config", "TRIGGERS", "MD_BACKENDS"]
@@ -56,8 +57,11 @@ class OTFConfig:
         max_oracle_calls: budget of training labels (uncertainty triggers).
         random_calls: oracle calls of the random baseline (usually the count of a GMM run).
         n_members: ensemble size (a trigger whose method needs an ensemble).
-        model: NequIP hyperparameters (``nequip_jax.model.NequIPConfig`` fields).
-        optim: optimisation of the initial training (``nequip_jax.train.OptimConfig`` fields).
+        model: NequIP hyperparameters (:class:`nequip_jax.train.ModelConfig`; a mapping of its
+            fields is converted).
+        optim: optimisation of the initial training (:class:`nequip_jax.train.OptimConfig`; a
+            mapping of its fields is converted, the others keep their defaults); its loss
+            weights and energy loss are also those of the fine-tuning.
         retrain_epochs: warm-start epochs over the grown training set after every oracle call.
         retrain_learning_rate: learning rate of the warm start (Adam, fresh moments).
         retrain_batch_size: structures per warm-start batch.
@@ -95,8 +99,8 @@ class OTFConfig:
     max_oracle_calls: int = 30
     random_calls: int = 10
     n_members: int = 4
-    model: dict = dataclasses.field(default_factory=dict)
-    optim: dict = dataclasses.field(default_factory=dict)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     retrain_epochs: int = 10
     retrain_learning_rate: float = 0.002
     retrain_batch_size: int = 5
@@ -114,6 +118,17 @@ class OTFConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "test_splits", tuple(self.test_splits))
+        if isinstance(self.model, Mapping):
+            object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
+        if isinstance(self.optim, Mapping):
+            optim = dict(self.optim)
+            names = {f.name for f in dataclasses.fields(OptimConfig)}
+            unknown = sorted(set(optim) - names)
+            if unknown:
+                raise ValueError(
+                    f"unknown keys {unknown} in OTF section 'optim'; expected {sorted(names)}."
+                )
+            object.__setattr__(self, "optim", OptimConfig(**optim))
         problems = []
         if self.trigger not in TRIGGERS:
             problems.append(f"trigger={self.trigger!r} must be one of {TRIGGERS}")
@@ -151,6 +166,7 @@ class OTFConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        out["model"] = self.model.to_dict()
         out["test_splits"] = list(self.test_splits)
         return out
 

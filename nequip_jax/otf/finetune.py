@@ -16,6 +16,7 @@ only its parameters, so a checkpoint needs nothing else.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -30,7 +31,7 @@ from nequip_jax.train import (
     make_train_step,
     summarize,
 )
-from nequip_jax.train.loop import train_epoch, unstack_member
+from nequip_jax.train.loop import member_key, train_epoch, unstack_member
 
 __all__ = ["FineTuner", "FineTuneResult", "grow_budget"]
 
@@ -140,16 +141,27 @@ class FineTuner:
     def n_compiles(self) -> int:
         return len(self._shapes)
 
-    def run(self, params, dataset: GraphDataset, *, epochs: int, key: jax.Array) -> FineTuneResult:
+    def run(
+        self,
+        params,
+        dataset: GraphDataset,
+        *,
+        epochs: int,
+        key: jax.Array,
+        members: Sequence[int] | None = None,
+    ) -> FineTuneResult:
         """Fine-tune ``params`` on ``dataset`` for ``epochs`` epochs.
 
         Args:
             params: starting parameters ([members, ...] leaves for an ensemble).
             dataset: the labelled training graphs (built with the model's cutoff and species).
             epochs: passes over the data set.
-            key: ``jax.random`` key; a single model shuffles epoch ``e`` with
-                ``fold_in(key, e)``, ensemble member ``j`` with ``fold_in(fold_in(key, j), e)``
-                (so member ``j`` equals a single model fine-tuned with ``fold_in(key, j)``).
+            key: ``jax.random`` key of the call. Member ``m`` shuffles epoch ``e`` with
+                ``fold_in(member_key(key, m), e)`` (:func:`nequip_jax.train.loop.member_key`,
+                the trainer's rule), so member ``j`` of an ensemble equals a single model
+                fine-tuned from its parameters as member ``j``.
+            members: the member numbers of the params' members (default ``0, 1, …``; a single
+                model is member 0).
 
         Returns:
             :class:`FineTuneResult`.
@@ -160,18 +172,21 @@ class FineTuner:
         self._shapes.add(self.budget)
         float64 = self.config.dtype == "float64"
         dtype = np.float64 if float64 else np.float32
-        members = 1 if self.n_members is None else self.n_members
+        n = 1 if self.n_members is None else self.n_members
+        members = tuple(range(n)) if members is None else tuple(int(m) for m in members)
+        if len(members) != n:
+            raise ValueError(
+                f"members={members}: expected {n} member number(s), one per member of the params."
+            )
+        shuffle_keys = [member_key(key, m) for m in members]
         history = []
         with jax.enable_x64(float64):
             state = self._init(jax.tree.map(jnp.asarray, params))
-            lr = np.full(members, self.learning_rate, dtype)
-            ew, fw = (np.full(members, w, dtype) for w in self.weights)
-            active = np.ones(members, bool)
+            lr = np.full(n, self.learning_rate, dtype)
+            ew, fw = (np.full(n, w, dtype) for w in self.weights)
+            active = np.ones(n, bool)
             if self.n_members is None:
                 lr, ew, fw, active = lr[0], ew[0], fw[0], active[0]
-                member_keys = [key]
-            else:
-                member_keys = [jax.random.fold_in(key, j) for j in range(members)]
             for epoch in range(epochs):
                 state, total = train_epoch(
                     self._step,
@@ -179,7 +194,7 @@ class FineTuner:
                     dataset,
                     batch_size=self.batch_size,
                     budget=self.budget,
-                    shuffle_keys=member_keys,
+                    shuffle_keys=shuffle_keys,
                     epoch=epoch,
                     step_args=(lr, ew, fw, active),
                     dtype=dtype,
@@ -192,7 +207,7 @@ class FineTuner:
                         *self.weights,
                         self.energy_loss,
                     )
-                    for j in range(members)
+                    for j in range(n)
                 ]
                 history.append(
                     {

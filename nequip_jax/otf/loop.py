@@ -201,9 +201,9 @@ def _md_loop(run: Session, state, log: EventLog, surrogate: Surrogate, stop_at_s
         n_members=c.n_members if surrogate.is_ensemble else None,
         learning_rate=c.retrain_learning_rate,
         batch_size=c.retrain_batch_size,
-        energy_weight=float(c.optim.get("energy_weight", 1.0)),
-        forces_weight=float(c.optim.get("forces_weight", 729.0)),
-        energy_loss=str(c.optim.get("energy_loss", "total")),
+        energy_weight=c.optim.energy_weight,
+        forces_weight=c.optim.forces_weight,
+        energy_loss=c.optim.energy_loss,
     )
     rng = np.random.Generator(np.random.PCG64())
     rng.bit_generator.state = state.rng_state

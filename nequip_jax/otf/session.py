@@ -7,6 +7,7 @@ as the algorithm.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -71,8 +72,8 @@ def initial_model_folder(config: OTFConfig, cache_dir: str | Path) -> Path:
             "data": label_tag(c.seed, c.data_root, c.labels, c.oracle),
             "n": c.n_initial,
             "split": c.initial_split,
-            "model": c.model,
-            "optim": c.optim,
+            "model": c.model.to_dict(),
+            "optim": dataclasses.asdict(c.optim),
             "members": c.n_members if ensemble else None,
         }
     )
@@ -184,7 +185,7 @@ class Session:
         folder = initial_model_folder(c, self.cache_dir)
         saved = folder / ("ensemble" if ensemble else "model")
         if not saved.is_dir():
-            run = RunConfig.from_dict({"seed": c.seed, "model": c.model, "optim": c.optim})
+            run = RunConfig(seed=c.seed, model=c.model, optim=c.optim)
             self.say(f"training the initial {'ensemble' if ensemble else 'model'} ({folder})")
             if ensemble:
                 train_ensemble(

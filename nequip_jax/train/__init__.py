@@ -1,7 +1,15 @@
 """Training: configuration, loss, steps, scheduler, checkpoints, the loop and vmapped ensembles."""
 
 from nequip_jax.train.checkpoint import load_checkpoint, save_checkpoint
-from nequip_jax.train.config import DataConfig, OptimConfig, RunConfig, apply_overrides, load_config
+from nequip_jax.train.config import (
+    UNSET,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    apply_overrides,
+    load_config,
+)
 from nequip_jax.train.ensemble import train_ensemble
 from nequip_jax.train.loop import evaluate_sums, load_training_data, prepare, train
 from nequip_jax.train.loss import ErrorSums, error_sums, summarize, weighted_loss
@@ -15,8 +23,10 @@ from nequip_jax.train.step import (
 )
 
 __all__ = [
+    "UNSET",
     "DataConfig",
     "ErrorSums",
+    "ModelConfig",
     "OptimConfig",
     "PlateauState",
     "RunConfig",

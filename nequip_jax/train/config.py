@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from nequip_jax.train.loss import ENERGY_LOSSES
 
 __all__ = [
     "DataConfig",
+    "ModelConfig",
+    "UNSET",
     "OptimConfig",
     "RunConfig",
     "load_config",
@@ -50,6 +53,141 @@ class DataConfig:
     train_file: str | None = None
     val_file: str | None = None
     test_splits: tuple[str, ...] = ("test_300K", "test_600K", "test_1200K")
+
+
+class _Unset:
+    """The value of a model field that a configuration does not set (see :class:`ModelConfig`)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __reduce__(self):
+        return (_Unset, ())
+
+
+#: A model field left to its default (see :class:`ModelConfig`).
+UNSET: Any = _Unset()
+
+#: Model fields whose default comes from the training set rather than from ``NequIPConfig``.
+FROM_DATA = ("avg_num_neighbors", "energy_shift", "energy_scale")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The ``model`` section of a run: the :class:`nequip_jax.model.NequIPConfig` fields it sets
+    (every field but ``num_species``, which is the length of ``species``) and the species.
+
+    A field left :data:`UNSET` takes ``NequIPConfig``'s default, except the three that come from
+    the training set (:func:`nequip_jax.data.compute_statistics`): ``avg_num_neighbors`` (the mean
+    neighbour count at ``r_max``), ``energy_shift`` (per-species least-squares shift, eV) and
+    ``energy_scale`` (the force RMS, eV/Å). ``avg_num_neighbors=None`` means no normalisation of
+    the neighbour sum (1.0; the authors' 3BPA configs' ``avg_num_neighbors: null``), which is
+    why "not set" needs its own value. Only the fields that are set are written by
+    :meth:`to_dict` (the YAML ``model`` section), so a configuration reads back as written.
+
+    Attributes:
+        species: atomic numbers of the model's species, sorted (``UNSET``: those of the
+            training and validation structures).
+        num_features … edge_chunk_size: see :class:`nequip_jax.model.NequIPConfig`.
+    """
+
+    species: tuple[int, ...] = UNSET
+    num_features: int = UNSET
+    lmax: int = UNSET
+    parity: bool = UNSET
+    num_layers: int = UNSET
+    r_max: float = UNSET
+    num_basis: int = UNSET
+    trainable_basis: bool = UNSET
+    cutoff_p: int = UNSET
+    radial_mlp_depth: int = UNSET
+    radial_mlp_width: int = UNSET
+    feature_dim: int | None = UNSET
+    residual: bool = UNSET
+    nonlinearity: str = UNSET
+    avg_num_neighbors: float | None = UNSET
+    energy_shift: tuple[float, ...] = UNSET
+    energy_scale: float | tuple[float, ...] = UNSET
+    trainable_scale_shift: bool = UNSET
+    dtype: str = UNSET
+    edge_chunk_size: int | None = UNSET
+
+    def __post_init__(self):
+        # Sequences become tuples (hashable, equal after a YAML round trip); scalars stay as
+        # written so that to_dict gives back the section that was read.
+        for name in ("species", "energy_shift", "energy_scale"):
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                object.__setattr__(self, name, tuple(value))
+
+    def given(self) -> dict[str, Any]:
+        """The fields that are set, by name (sequences as tuples)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not UNSET
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML/JSON ``model`` section: the fields that are set (sequences as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.given().items()}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ModelConfig:
+        """The section from a mapping; unknown keys raise, naming them and the valid ones."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(raw) - set(names))
+        if unknown:
+            valid = sorted(n for n in names if n != "species")
+            raise ValueError(
+                f"unknown keys {unknown} in section 'model'; expected NequIPConfig fields "
+                f"{valid} or 'species' (atomic numbers)."
+            )
+        return cls(**raw)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with ``changes`` set (``UNSET`` unsets a field)."""
+        return dataclasses.replace(self, **changes)
+
+    def value(self, name: str) -> Any:
+        """The field's value, or ``NequIPConfig``'s default when it is not set (not for the
+        fields of :data:`FROM_DATA` nor ``species``, whose defaults come from the data)."""
+        from nequip_jax.model import NequIPConfig
+
+        if name in (*FROM_DATA, "species"):
+            raise ValueError(f"{name!r}: its default comes from the training data, not a constant.")
+        value = getattr(self, name)
+        if value is UNSET:
+            return next(f.default for f in dataclasses.fields(NequIPConfig) if f.name == name)
+        return value
+
+    def resolve(
+        self,
+        *,
+        num_species: int,
+        avg_num_neighbors: float,
+        energy_shift: tuple[float, ...],
+        energy_scale: float,
+    ):
+        """The :class:`nequip_jax.model.NequIPConfig` of this section, with the training set's
+        statistics (at this section's ``r_max``) for the fields of :data:`FROM_DATA` it does
+        not set."""
+        from nequip_jax.model import NequIPConfig
+
+        values = {k: v for k, v in self.given().items() if k != "species"}
+        if "avg_num_neighbors" in values and values["avg_num_neighbors"] is None:
+            values["avg_num_neighbors"] = 1.0  # null: the neighbour sum is not normalised
+        values.setdefault("avg_num_neighbors", avg_num_neighbors)
+        values.setdefault("energy_shift", tuple(float(x) for x in energy_shift))
+        values.setdefault("energy_scale", energy_scale)
+        return NequIPConfig.from_dict({**values, "num_species": num_species})
 
 
 @dataclass(frozen=True)
@@ -107,25 +245,23 @@ class RunConfig:
 
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
-    model: dict = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     log_every_steps: int = 0
 
     def __post_init__(self):
-        from nequip_jax.model import NequIPConfig
-
-        # The model section: NequIPConfig fields (the number of species comes from ``species``
-        # or the data) and ``species``. Checked here, before any data is read.
-        allowed = {f.name for f in dataclasses.fields(NequIPConfig)} - {"num_species"}
-        unknown = sorted(set(self.model) - allowed - {"species"})
-        if unknown:
-            raise ValueError(
-                f"unknown keys {unknown} in section 'model'; expected NequIPConfig fields "
-                f"{sorted(allowed)} or 'species' (atomic numbers)."
-            )
+        # A mapping is read as a model section (unknown keys are refused before any data is read).
+        if isinstance(self.model, Mapping):
+            object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
 
     def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
+        out = {
+            "seed": self.seed,
+            "data": dataclasses.asdict(self.data),
+            "model": self.model.to_dict(),
+            "optim": dataclasses.asdict(self.optim),
+            "log_every_steps": self.log_every_steps,
+        }
         out["data"]["test_splits"] = list(self.data.test_splits)
         return out
 
@@ -212,5 +348,5 @@ def group_settings(config: RunConfig) -> dict:
     optim = {
         k: v for k, v in dataclasses.asdict(config.optim).items() if k not in MEMBER_OPTIM_FIELDS
     }
-    model = {k: v for k, v in config.model.items() if k not in RADIAL_FIELDS}
+    model = {k: v for k, v in config.model.to_dict().items() if k not in RADIAL_FIELDS}
     return {"seed": config.seed, "model": model, "optim": optim}

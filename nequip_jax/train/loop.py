@@ -52,7 +52,7 @@ from nequip_jax.model import (
     model_jit,
 )
 from nequip_jax.train.checkpoint import load_checkpoint, save_checkpoint
-from nequip_jax.train.config import MEMBER_OPTIM_FIELDS, RunConfig, group_settings
+from nequip_jax.train.config import MEMBER_OPTIM_FIELDS, UNSET, RunConfig, group_settings
 from nequip_jax.train.distributed import fetch, is_writer
 from nequip_jax.train.loss import ErrorSums, summarize
 from nequip_jax.train.progress import Progress
@@ -69,6 +69,7 @@ __all__ = [
     "train_group",
     "GroupResult",
     "network_records",
+    "member_key",
     "member_keys",
     "load_training_data",
     "PreparedData",
@@ -122,7 +123,7 @@ class PreparedData(NamedTuple):
 
 
 def _model_r_max(config: RunConfig) -> float:
-    return float(config.model.get("r_max", NequIPConfig.r_max))
+    return float(config.model.value("r_max"))
 
 
 def prepare(config: RunConfig | Sequence[RunConfig], train_atoms, val_atoms) -> PreparedData:
@@ -137,11 +138,11 @@ def prepare(config: RunConfig | Sequence[RunConfig], train_atoms, val_atoms) -> 
     """
     configs = [config] if isinstance(config, RunConfig) else list(config)
     base = configs[0]
-    model_raw = dict(base.model)
-    species = tuple(
-        model_raw.pop("species", None)
-        or sorted({int(z) for atoms in list(train_atoms) + list(val_atoms) for z in atoms.numbers})
-    )
+    species = base.model.species
+    if species is UNSET or not species:
+        frames = list(train_atoms) + list(val_atoms)
+        species = sorted({int(z) for atoms in frames for z in atoms.numbers})
+    species = tuple(int(z) for z in species)
     r_maxs = [_model_r_max(c) for c in configs]
     r_max = max(r_maxs)
     train = GraphDataset(train_atoms, r_max, species, source="training set")
@@ -154,13 +155,14 @@ def prepare(config: RunConfig | Sequence[RunConfig], train_atoms, val_atoms) -> 
             neighbours[r] = compute_statistics(at_r).avg_num_neighbors
     member_configs = []
     for c, r in zip(configs, r_maxs, strict=True):
-        raw = {k: v for k, v in c.model.items() if k != "species"}
-        if "avg_num_neighbors" in raw and raw["avg_num_neighbors"] is None:
-            raw["avg_num_neighbors"] = 1.0  # null: the neighbour sum is not normalised
-        raw.setdefault("avg_num_neighbors", neighbours[r])
-        raw.setdefault("energy_shift", tuple(float(x) for x in stats.energy_shift))
-        raw.setdefault("energy_scale", stats.force_rms)
-        member_configs.append(NequIPConfig.from_dict({**raw, "num_species": len(species)}))
+        member_configs.append(
+            c.model.resolve(
+                num_species=len(species),
+                avg_num_neighbors=neighbours[r],
+                energy_shift=stats.energy_shift,
+                energy_scale=stats.force_rms,
+            )
+        )
     bs = base.optim.batch_size
     eval_sets = [d for d in (train, val) if d is not None]
     return PreparedData(
@@ -262,14 +264,26 @@ def _read_metrics(path: Path, up_to_epoch: int) -> list[str]:
     return keep
 
 
+def member_key(key: jax.Array, member: int) -> jax.Array:
+    """Member ``member``'s key drawn from a run-wide ``key``: ``jax.random.fold_in(key, member)``.
+
+    The one per-member key rule of the library: the trainer's initial weights and batch orders
+    (:func:`member_keys`) and the on-the-fly fine-tuner's batch orders
+    (:class:`nequip_jax.otf.finetune.FineTuner`) all derive from it. A single model is member 0,
+    so member ``j`` of a vmapped group is the model trained alone as member ``j``.
+    """
+    return jax.random.fold_in(key, member)
+
+
 def member_keys(seed: int, member: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(split_key, init_key, shuffle_key)`` of ensemble member ``member`` (0 for one model).
 
-    The split key is shared by all members (they train on the same data); the initial weights and
-    the batch order differ.
+    ``jax.random.key(seed)`` is split into a split, an init and a shuffle key; the split key is
+    shared by all members (they train on the same data), the init and shuffle keys are the
+    member's own (:func:`member_key`).
     """
     split_key, init_key, shuffle_key = jax.random.split(jax.random.key(seed), 3)
-    return split_key, jax.random.fold_in(init_key, member), jax.random.fold_in(shuffle_key, member)
+    return split_key, member_key(init_key, member), member_key(shuffle_key, member)
 
 
 def stack_members(trees):

@@ -105,12 +105,12 @@ def test_run_config_applies_overrides_and_variant_and_refuses_a_clock():
         n_diverse_traditional=2,
     )
     cfg = run_config(mc, seed=5)
-    assert (cfg.seed, cfg.model["num_features"], cfg.optim.max_epochs) == (5, 8, 7)
+    assert (cfg.seed, cfg.model.num_features, cfg.optim.max_epochs) == (5, 8, 7)
     assert cfg.optim.max_time_s is None
     var = run_config(
         mc, seed=5, variant={"model": {"num_layers": 2}, "optim": {"learning_rate": 0.1}}
     )
-    assert var.model["num_layers"] == 2 and var.model["num_features"] == 8
+    assert var.model.num_layers == 2 and var.model.num_features == 8
     assert var.optim.learning_rate == 0.1
     with pytest.raises(ValueError, match="max_time_s=60"):
         run_config(dataclasses.replace(mc, optim={"max_time_s": 60}), seed=5)

@@ -141,7 +141,8 @@ def test_padded_gmm_matches_sklearn_on_blobs():
 
 def test_vmapped_fine_tuning_equals_members_alone(tiny_ensemble, frames_300K):
     """Member j of an ensemble fine-tune equals a single model fine-tuned from the same
-    parameters with key ``fold_in(key, j)`` (the per-member batch-order rule)."""
+    parameters and key as member j (the trainer's per-member key rule); without ``members`` a
+    single model is member 0."""
     group = tiny_ensemble.groups[0]
     dataset = GraphDataset(frames_300K[:5], 4.0, tiny_ensemble.species)
     key = jax.random.key(3)
@@ -151,7 +152,9 @@ def test_vmapped_fine_tuning_equals_members_alone(tiny_ensemble, frames_300K):
     alone = FineTuner(group.config, batch_size=2)
     for j in range(3):
         params_j = jax.tree.map(lambda x, j=j: x[j], group.params)
-        single = alone.run(params_j, dataset, epochs=2, key=jax.random.fold_in(key, j))
+        single = alone.run(
+            params_j, dataset, epochs=2, key=key, members=None if j == 0 else (j,)
+        )
         for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(joint.params)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b)[j], rtol=2e-4, atol=2e-6)
         np.testing.assert_allclose(
@@ -159,6 +162,14 @@ def test_vmapped_fine_tuning_equals_members_alone(tiny_ensemble, frames_300K):
             [h["forces_rmse"][j] for h in joint.history],
             rtol=1e-4,
         )
+
+
+def test_fine_tuning_refuses_wrong_member_numbers(tiny_potential, frames_300K):
+    """One member number per member of the params, else an error that names the argument."""
+    dataset = GraphDataset(frames_300K[:3], 4.0, tiny_potential.species)
+    tuner = FineTuner(tiny_potential.config, batch_size=2)
+    with pytest.raises(ValueError, match="members=.*expected 1"):
+        tuner.run(tiny_potential.params, dataset, epochs=1, key=jax.random.key(0), members=(0, 1))
 
 
 def test_fine_tuning_learns_without_recompiling(tiny_potential, frames_300K, lowerings):
@@ -296,7 +307,7 @@ def test_presets_and_overrides():
     cfg = load_otf_config("cpu", ["trigger=ensemble", "n_steps=50"])
     assert cfg.trigger == "ensemble" and cfg.n_steps == 50 and cfg.n_initial <= 20
     assert cfg.temperature_K == 600.0
-    assert load_otf_config("tiny").model["num_features"] == 4
+    assert load_otf_config("tiny").model.num_features == 4
 
 
 @pytest.mark.parametrize(

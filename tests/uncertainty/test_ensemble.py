@@ -57,7 +57,7 @@ def test_grouping_of_diverse_members(tiny_run_config):
     ]
     configs = member_configs(config, 2, variants)
     assert group_members(configs) == [[0, 1, 2], [3, 4]]
-    assert configs[2].optim.learning_rate == 0.001 and configs[4].model["num_layers"] == 1
+    assert configs[2].optim.learning_rate == 0.001 and configs[4].model.num_layers == 1
 
 
 def test_ensemble_predict_and_round_trip(frames_300K, tiny_run_config, tmp_path):

@@ -215,7 +215,7 @@ def test_fit_uncertainty_cli_fits_the_head_on_the_runs_training_set(tmp_path, ti
     raw["data"] = {**raw["data"], "n_train": 6}
     config = RunConfig.from_dict(raw)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
-    model_config = NequIPConfig(num_species=4, avg_num_neighbors=15.0, **config.model)
+    model_config = NequIPConfig(num_species=4, avg_num_neighbors=15.0, **config.model.given())
     potential = Potential(model_config, init_params(model_config, key=jax.random.key(1)),
                           (1, 6, 7, 8))  # fmt: skip
     potential.save(tmp_path / "model")
