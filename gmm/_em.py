@@ -6,11 +6,25 @@ initial parameters), then repeat {E-step → lower bound of the current paramete
 stop when ``|lower bound - previous lower bound| < tol``}. The reported lower bound is thus the
 mean log-likelihood of the parameters *before* the last M-step, and ``n_iter`` counts the
 iterations of that loop. The whole loop is one ``jax.lax.while_loop``.
+
+Two forms of the E-step/M-step pass, the same estimators in exact arithmetic:
+
+* **centred** (:func:`e_step_stats`): ``‖P_kᵀ(x − μ_k)‖²`` per component and the scatter around
+  the current means, per chunk of samples: ``O(N K D²)`` work in ``K`` small products per
+  chunk; numerically the most robust, used for float32.
+* **moments** (:func:`moment_stats`, float64): with ``z(x) = [x_i x_j (i ≤ j), x, 1]`` the
+  quadratic form ``(x − μ)ᵀ Λ (x − μ)`` is linear in ``z``, so the weighted log-densities of all
+  components are one matrix product ``[N, F] × [F, K]`` and the M-step's sums
+  ``Σ_n r_nk z(x_n)`` another, ``F = D(D+1)/2 + D + 1``: about 3x faster per iteration at
+  ``N = 12 150, D = 16, K = 49``. The samples are centred on their mean first (the sums are
+  around the origin, so that removes the cancellation of a large common offset); in float64 the
+  parameters then agree with the centred form to about 1e-11.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -123,6 +137,127 @@ def resp_stats(xs: Array, rs: Array, centers: Array) -> SufficientStats:
     return stats
 
 
+#: Largest ``N × F`` (samples × moment features) whose moments are kept for the whole fit; larger
+#: float64 problems use the centred pass.
+MOMENT_ELEMENTS = 2**24
+#: Rows per chunk of the moments pass (the ``[rows, K]`` responsibilities stay small).
+_MOMENT_ROWS = 4096
+
+
+def upper_pairs(n_features: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Row and column indices of the upper triangle (``i ≤ j``), row by row (numpy order)."""
+    rows, cols = zip(*[(i, j) for i in range(n_features) for j in range(i, n_features)])
+    return rows, cols
+
+
+def use_moments(x: Array) -> bool:
+    """Whether the EM pass of ``x`` ``[N, D]`` runs on moments (float64, moments small enough)."""
+    n, d = x.shape
+    return x.dtype == jnp.float64 and n * (d * (d + 1) // 2 + d + 1) <= MOMENT_ELEMENTS
+
+
+class Moments(NamedTuple):
+    """The samples as the moments pass reads them (:func:`moment_data`).
+
+    Attributes:
+        zs: ``[n_chunks, rows, F]`` ``z(x_n - offset)`` = the upper-triangular products and
+            the coordinates; zero rows where masked.
+        ms: ``[n_chunks, rows]`` bool mask.
+        offset: ``[D]`` mean of the unmasked samples.
+    """
+
+    zs: Array
+    ms: Array
+    offset: Array
+
+
+def moment_data(x: Array, mask: Array) -> Moments:
+    """:class:`Moments` of ``x`` ``[N, D]`` (zero where ``mask`` ``[N]`` is False)."""
+    n, d = x.shape
+    n_valid = jnp.maximum(jnp.sum(mask), 1).astype(x.dtype)
+    offset = jnp.sum(jnp.where(mask[:, None], x, 0.0), axis=0) / n_valid
+    xc = jnp.where(mask[:, None], x - offset, 0.0)
+    i, j = upper_pairs(d)
+    z = jnp.concatenate([xc[:, i] * xc[:, j], xc], axis=1)
+    rows = min(_MOMENT_ROWS, -(-n // 8) * 8)
+    return Moments(to_chunks(z, rows), to_chunks(mask, rows), offset)
+
+
+def moment_stats(params: GMMParams, data: Moments) -> SufficientStats:
+    """E-step fused with the M-step's sums on moments (see the module docstring).
+
+    ``log w_k + log N(x | μ_k, Σ_k) = c_k + bᵀ_k x − ½ xᵀ Λ_k x`` with ``Λ_k = P_k P_kᵀ``,
+    ``b_k = Λ_k μ_k``, ``c_k = log w_k + Σ_d log (P_k)_dd − ½ (D log 2π + μ_kᵀ b_k)``: one
+    ``[rows, F] × [F, K]`` product per chunk (``z`` without its constant), then a stable
+    log-sum-exp over ``k`` and ``Σ_n r_nk z(x_n)`` as ``[K, rows] × [rows, F]``.
+
+    Args:
+        params: current parameters, means relative to ``data.offset``.
+        data: the moments.
+
+    Returns:
+        :class:`SufficientStats` around the origin (``c_k = 0``; relative to ``data.offset``).
+    """
+    k, d = params.means.shape
+    p = params.precisions_cholesky
+    lam = jnp.einsum("kij,klj->kil", p, p, precision=_HI)
+    b = jnp.einsum("kij,kj->ki", lam, params.means, precision=_HI)
+    i, j = upper_pairs(d)
+    twice = jnp.asarray([1.0 if a == c else 2.0 for a, c in zip(i, j)], params.means.dtype)
+    log_2pi = d * math.log(2.0 * math.pi)
+    const = (
+        jnp.log(params.weights)
+        + jnp.sum(jnp.log(jnp.diagonal(p, axis1=1, axis2=2)), axis=1)
+        - 0.5 * (log_2pi + jnp.sum(b * params.means, axis=1))
+    )
+    w = jnp.concatenate([-0.5 * twice * lam[:, i, j], b], axis=1)  # [K, F]
+
+    def body(acc: tuple[Array, Array, Array], chunk: tuple[Array, Array]):
+        z, mc = chunk
+        # Components on the major axis: the reductions over k run along rows of samples.
+        wlp = jnp.matmul(w, z.T, precision=_HI) + const[:, None]  # [K, rows]
+        top = jnp.max(wlp, axis=0)
+        top = jnp.where(jnp.isfinite(top), top, 0.0)
+        e = jnp.exp(wlp - top[None, :])
+        total = jnp.sum(e, axis=0)
+        resp = jnp.where(mc[None, :], e / total[None, :], 0.0)
+        log_prob = jnp.where(mc, top + jnp.log(total), 0.0)
+        sums = jnp.matmul(resp, z, precision=_HI)  # [K, F]
+        return (acc[0] + jnp.sum(resp, axis=1), acc[1] + sums, acc[2] + jnp.sum(log_prob)), None
+
+    dtype = data.zs.dtype
+    zero = (jnp.zeros((k,), dtype), jnp.zeros((k, w.shape[1]), dtype), jnp.zeros((), dtype))
+    (resp_sum, sums, log_prob_sum), _ = jax.lax.scan(body, zero, (data.zs, data.ms))
+    return _moment_sums_to_stats(resp_sum, sums, log_prob_sum, d)
+
+
+def moment_resp_stats(resp: Array, data: Moments) -> SufficientStats:
+    """:class:`SufficientStats` around the origin (relative to ``data.offset``) of given
+    responsibilities ``resp`` ``[N, K]`` (zero rows where masked): one product
+    ``Σ_n r_nk z(x_n)``."""
+    chunks = to_chunks(resp, data.zs.shape[1])  # [n_chunks, rows, K]
+    sums = jnp.einsum("cnk,cnf->kf", chunks, data.zs, precision=_HI)
+    d = data.offset.shape[0]
+    return _moment_sums_to_stats(jnp.sum(resp, axis=0), sums, jnp.zeros((), resp.dtype), d)
+
+
+def _moment_sums_to_stats(resp_sum: Array, sums: Array, log_prob_sum: Array, d: int):
+    i, j = upper_pairs(d)
+    n_t = len(i)
+    upper = jnp.zeros((sums.shape[0], d, d), sums.dtype).at[:, i, j].set(sums[:, :n_t])
+    scatter = upper + jnp.swapaxes(jnp.triu(upper, 1), 1, 2)
+    return SufficientStats(resp_sum, sums[:, n_t:], scatter, log_prob_sum)
+
+
+def shift_means(params: GMMParams, offset: Array, active: Array | None) -> GMMParams:
+    """``params`` with ``offset`` added to the means of the active components (the others keep
+    zero means)."""
+    means = params.means + offset
+    if active is not None:
+        means = jnp.where(active[:, None], means, 0.0)
+    return params._replace(means=means)
+
+
 def params_from_stats(
     stats: SufficientStats,
     centers: Array,
@@ -182,10 +317,12 @@ def params_from_resp(
     active: Array | None = None,
     *,
     rows: int,
+    moments: Moments | None = None,
 ) -> tuple[GMMParams, Array]:
     """Parameters from responsibilities, as scikit-learn's ``_initialize`` (``w_k = n_k / N``).
 
-    Two passes: the means ``Σ r x / n_k``, then the scatter around them.
+    Two passes: the means ``Σ r x / n_k``, then the scatter around them; with ``moments``
+    (:func:`moment_data`) one product of the responsibilities with the moments.
 
     Args:
         x: ``[N, D]``; ``mask``: ``[N]`` bool; ``resp``: ``[N, K]`` (zero rows where masked,
@@ -198,10 +335,15 @@ def params_from_resp(
     Returns:
         ``params`` and ``failed`` ``[]`` bool.
     """
+    n_valid = jnp.sum(mask).astype(x.dtype)
+    if moments is not None:
+        stats = moment_resp_stats(resp, moments)
+        zero = jnp.zeros((resp.shape[1], x.shape[1]), x.dtype)
+        params, failed = params_from_stats(stats, zero, reg_covar, n_valid, active)
+        return shift_means(params, moments.offset, active), failed
     nk = jnp.sum(resp, axis=0) + 10.0 * jnp.finfo(x.dtype).eps
     centers = jnp.matmul(resp.T, x, precision=_HI) / nk[:, None]
     stats = resp_stats(to_chunks_t(x, rows), to_chunks_t(resp, rows), centers)
-    n_valid = jnp.sum(mask).astype(x.dtype)
     return params_from_stats(stats, centers, reg_covar, n_valid, active)
 
 
@@ -291,6 +433,7 @@ def initial_params(
     rows: int,
     trial_sizes: tuple[int, ...] | None = None,
     k_sizes: tuple[int, ...] | None = None,
+    moments: Moments | None = None,
 ) -> tuple[GMMParams, Array]:
     """Initial parameters as scikit-learn's ``GaussianMixture._initialize``.
 
@@ -327,7 +470,9 @@ def initial_params(
             trial_sizes=trial_sizes,
             k_sizes=k_sizes,
         )
-        (weights, means, p), failed = params_from_resp(x, mask, resp, reg_covar, active, rows=rows)
+        (weights, means, p), failed = params_from_resp(
+            x, mask, resp, reg_covar, active, rows=rows, moments=moments
+        )
     if weights_init is not None:
         weights = weights_init
     if means_init is not None:
@@ -356,11 +501,13 @@ def em(
     active: Array | None = None,
     *,
     max_iter: int,
+    moments: Moments | None = None,
 ) -> FitResult:
     """The EM loop from given initial parameters, as one ``lax.while_loop``.
 
     Each iteration is one pass over the chunks (:func:`e_step_stats`: E-step and the sums of
-    the M-step), then :func:`params_from_stats`. Runs while ``n_iter < max_iter`` and not
+    the M-step; :func:`moment_stats` when ``moments`` are given), then
+    :func:`params_from_stats`. Runs while ``n_iter < max_iter`` and not
     converged and not failed. A step whose M-step gives a non positive-definite covariance, or
     whose E-step gives a non-finite likelihood, sets ``failed`` and keeps the previous
     (valid) parameters.
@@ -373,6 +520,8 @@ def em(
         active: optional ``[K]`` bool, False for padding components (zero weight in
             ``params``, so zero responsibility; kept at zero weight by every M-step).
         max_iter: static iteration budget.
+        moments: the samples as :func:`moment_data` (float64); the loop then runs on means
+            relative to ``moments.offset``.
 
     Returns:
         :class:`FitResult`.
@@ -380,14 +529,21 @@ def em(
     dtype = xs.dtype
     n_valid = jnp.sum(ms).astype(dtype)
     neg_inf = jnp.asarray(-jnp.inf, dtype)
+    if moments is not None:
+        params = params._replace(means=params.means - moments.offset)
+
+    def em_pass(p: GMMParams) -> tuple[SufficientStats, Array]:
+        if moments is None:
+            return e_step_stats(p, xs, ms), p.means
+        return moment_stats(p, moments), jnp.zeros_like(p.means)
 
     def cond(s: _EMState) -> Array:
         return (s.n_iter < max_iter) & ~s.converged & ~s.failed
 
     def body(s: _EMState) -> _EMState:
-        stats = e_step_stats(s.params, xs, ms)
+        stats, centers = em_pass(s.params)
         lower_bound = stats.log_prob_sum / n_valid
-        new_params, chol_failed = params_from_stats(stats, s.params.means, reg_covar, active=active)
+        new_params, chol_failed = params_from_stats(stats, centers, reg_covar, active=active)
         bad = chol_failed | ~jnp.isfinite(lower_bound)
         params = jax.tree.map(lambda old, new: jnp.where(bad, old, new), s.params, new_params)
         change = lower_bound - s.lower_bound
@@ -411,7 +567,10 @@ def em(
         failed=failed,
     )
     s = jax.lax.while_loop(cond, body, state)
-    return FitResult(s.params, s.lower_bound, s.lower_bounds, s.n_iter, s.converged, s.failed)
+    params = s.params
+    if moments is not None:
+        params = shift_means(params, moments.offset, active)
+    return FitResult(params, s.lower_bound, s.lower_bounds, s.n_iter, s.converged, s.failed)
 
 
 def _select_best(results: FitResult) -> FitResult:
@@ -446,6 +605,7 @@ def fit_padded(
     init: str,
     trial_sizes: tuple[int, ...] | None = None,
     k_sizes: tuple[int, ...] | None = None,
+    moments: Moments | None = None,
 ) -> FitResult:
     """Initialisation, EM and restarts for one number of components (traceable, no checks).
 
@@ -458,6 +618,8 @@ def fit_padded(
         x: ``[N, D]`` samples, zero where ``mask`` ``[N]`` is False.
         xs, ms: the same as ``[n_chunks, D, rows]`` feature-major chunks and ``[n_chunks,
             rows]`` mask (:func:`gmm._chunks.to_chunks_t`), ``rows`` as the EM pass uses.
+        moments: the samples for the moments form of the EM pass (:func:`moment_data`), or
+            ``None`` for the centred form (see :func:`em`).
     """
     rows = xs.shape[2]
     active = None if candidate is None else jnp.arange(n_components) < candidate.n_components
@@ -477,8 +639,11 @@ def fit_padded(
             rows=rows,
             trial_sizes=trial_sizes,
             k_sizes=k_sizes,
+            moments=moments,
         )
-        return em(params, failed, xs, ms, tol, reg_covar, active, max_iter=max_iter)
+        return em(
+            params, failed, xs, ms, tol, reg_covar, active, max_iter=max_iter, moments=moments
+        )
 
     if n_init == 1:
         return one_run(jax.random.fold_in(key, 0))
@@ -514,6 +679,7 @@ def fit_jit(
     """
     x = jnp.where(mask[:, None], x, jnp.zeros((), x.dtype))  # padding may hold NaN or inf
     rows = em_chunk_rows(x.shape[0], n_components, x.shape[1])
+    moments = moment_data(x, mask) if use_moments(x) else None
     return fit_padded(
         x,
         mask,
@@ -529,6 +695,7 @@ def fit_jit(
         max_iter=max_iter,
         n_init=n_init,
         init=init,
+        moments=moments,
     )
 
 

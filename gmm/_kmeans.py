@@ -199,15 +199,52 @@ def _assign(x: Array, x_sq: Array, centers: Array, active: Array) -> tuple[Array
     """Nearest active centre ``[N]`` int32 (the first on ties) and the squared distance to it
     ``[N]``.
 
-    ``argmin`` written as a ``min`` and the smallest index attaining it: two plain reductions,
-    about twice as fast on CPU as XLA's variadic (value, index) reduction.
+    Distances are laid out ``[K, N]`` (centres on the major axis), so that the reductions over
+    centres run along rows of samples; ``argmin`` is written as a ``min`` and the smallest index
+    attaining it: plain reductions, several times faster on CPU than XLA's variadic (value,
+    index) reduction over a minor axis of ``K``.
     """
-    d2 = jnp.where(active[None, :], squared_distances(x, centers, x_sq), jnp.inf)
-    min_d2 = jnp.min(d2, axis=1)
+    c_sq = jnp.sum(jnp.square(centers), axis=1)
+    cross = jnp.matmul(centers, x.T, precision=_HI)  # [K, N]
+    d2 = jnp.maximum(x_sq[None, :] - 2.0 * cross + c_sq[:, None], 0.0)
+    d2 = jnp.where(active[:, None], d2, jnp.inf)
+    min_d2 = jnp.min(d2, axis=0)
     n_slots = centers.shape[0]
     slots = jnp.arange(n_slots, dtype=jnp.int32)
-    labels = jnp.min(jnp.where(d2 == min_d2[:, None], slots, n_slots), axis=1)
+    labels = jnp.min(jnp.where(d2 == min_d2[None, :], slots[:, None], n_slots), axis=0)
     return jnp.minimum(labels, n_slots - 1), min_d2  # a NaN row (masked junk) matches nothing
+
+
+def _scatter_sums(x: Array, w: Array, labels: Array, n_slots: int) -> tuple[Array, Array]:
+    """``[K]`` weight and ``[K, D]`` weighted sum of the samples of every cluster, by scatter-add
+    (``O(N D)``)."""
+    return (
+        jax.ops.segment_sum(w, labels, n_slots),
+        jax.ops.segment_sum(x * w[:, None], labels, n_slots),
+    )
+
+
+def _one_hot_sums(x: Array, w: Array, labels: Array, n_slots: int) -> tuple[Array, Array]:
+    """:func:`_scatter_sums` as a product with the ``[K, N]`` one-hot labels."""
+    member = jnp.where(labels[None, :] == jnp.arange(n_slots)[:, None], w[None, :], 0.0)
+    return jnp.sum(member, axis=1), jnp.matmul(member, x, precision=_HI)
+
+
+def _cluster_sums(x: Array, w: Array, labels: Array, n_slots: int) -> tuple[Array, Array]:
+    """``[K]`` weight and ``[K, D]`` weighted sum of the samples of every cluster.
+
+    On CPU a scatter-add (about twice as fast per Lloyd iteration at N = 12 150, K = 49);
+    elsewhere the one-hot product, whose summation order is fixed (a GPU scatter-add
+    accumulates in a varying order, which would make k-means, and through it the fits, differ
+    between runs).
+    """
+    return jax.lax.platform_dependent(
+        x,
+        w,
+        labels,
+        cpu=lambda *a: _scatter_sums(*a, n_slots),
+        default=lambda *a: _one_hot_sums(*a, n_slots),
+    )
 
 
 def lloyd_padded(
@@ -241,9 +278,7 @@ def lloyd_padded(
 
     def update(centers):
         labels, min_d2 = _assign(x, x_sq, centers, active)
-        onehot = jax.nn.one_hot(labels, n_slots, dtype=x.dtype) * w[:, None]
-        counts = jnp.sum(onehot, axis=0)
-        sums = jnp.matmul(onehot.T, x, precision=_HI)
+        counts, sums = _cluster_sums(x, w, labels, n_slots)
         new = sums / jnp.maximum(counts, 1.0)[:, None]
         empty = (counts == 0) & active
 

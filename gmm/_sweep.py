@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from gmm import _xla
 from gmm._chunks import em_chunk_rows, to_chunks, to_chunks_t
-from gmm._em import Candidate, fit_padded
+from gmm._em import Candidate, fit_padded, moment_data, moment_stats, use_moments
 from gmm._gaussian import log_prob_and_resp_t
 from gmm._types import Array, FitResult, GMMParams
 
@@ -106,6 +106,7 @@ def sweep_jit(
     x = jnp.where(mask[:, None], x, jnp.zeros((), x.dtype))  # padding may hold NaN or inf
     rows = em_chunk_rows(x.shape[0], n_slots, x.shape[1])
     xs, ms = to_chunks_t(x, rows), to_chunks(mask, rows)
+    moments = moment_data(x, mask) if use_moments(x) else None
 
     def one(candidate: tuple[Array, Array, Array]) -> tuple[FitResult, Array]:
         k, trials, penalty = candidate
@@ -124,8 +125,14 @@ def sweep_jit(
             init=init,
             trial_sizes=trial_sizes,
             k_sizes=k_sizes,
+            moments=moments,
         )
-        value = -2.0 * total_log_prob(result.params, xs, ms) + penalty
+        if moments is None:
+            log_likelihood = total_log_prob(result.params, xs, ms)
+        else:
+            centred = result.params._replace(means=result.params.means - moments.offset)
+            log_likelihood = moment_stats(centred, moments).log_prob_sum
+        value = -2.0 * log_likelihood + penalty
         ok = ~result.failed & jnp.isfinite(value)
         return result, jnp.where(ok, value, jnp.inf)
 
