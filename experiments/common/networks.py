@@ -66,8 +66,8 @@ def _checked(piece: Mapping, models_dir: str | os.PathLike | None) -> list[dict]
     remedy = f"delete the folder {where} (in the models cache) to retrain it"
     if "networks" not in piece:
         raise MissingNetworksError(
-            f"trained piece {where} has no per-network records ('networks'): its piece.json "
-            f"was written by code that did not record them; {remedy}."
+            f"trained piece {where} has no per-network records ('networks') in its piece.json; "
+            f"{remedy}."
         )
     networks = list(piece["networks"])
     members = [int(m) for m in piece.get("members", [n.get("member") for n in networks])]
@@ -120,8 +120,8 @@ def networks_from_info(
         models_dir: the models cache the pieces are in (only to name them in errors).
 
     Raises:
-        MissingNetworksError: a piece has no ``networks`` records (cache written by older code;
-            the message names the folder to delete) or records that do not match its members.
+        MissingNetworksError: a piece has no ``networks`` records (the message names the folder
+            to delete) or records that do not match its members.
     """
     out = []
     trad = info["traditional"]

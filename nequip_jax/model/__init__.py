@@ -10,13 +10,13 @@ in the private modules (``_radial``, ``_convolution``, ``_blocks``, ``_irreps``)
 """
 
 from nequip_jax.model._config import NequIPConfig
-from nequip_jax.model._fns import make_model_fns
 from nequip_jax.model._nequip import NequIP
 from nequip_jax.model._per_member import RADIAL_FIELDS, RadialSettings, group_radial
 from nequip_jax.model._predict import (
     compiler_options,
     energy_forces_features,
     init_params,
+    make_model_fns,
     make_predict_fn,
     model_jit,
 )

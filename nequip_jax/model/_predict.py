@@ -96,9 +96,7 @@ def _dummy_inputs(dtype) -> tuple:
     )
 
 
-def init_params(
-    config: NequIPConfig, graph: jraph.GraphsTuple | None = None, *, key: jax.Array
-) -> Any:
+def init_params(config: NequIPConfig, *, key: jax.Array) -> Any:
     """Initial parameters of ``NequIP(config)``.
 
     Same distribution as ``NequIP(config).init`` — every weight N(0, 1) (e3nn/nequip "forward"
@@ -109,11 +107,8 @@ def init_params(
 
     Args:
         config: the hyperparameters.
-        graph: unused (accepted so that ``init(key, graph)`` call sites keep working); the
-            parameter shapes do not depend on the batch.
         key: a ``jax.random`` key.
     """
-    del graph
     dtype = check_dtype(config)
     model = NequIP(config)
     inputs = _dummy_inputs(dtype)
@@ -226,7 +221,8 @@ def make_model_fns(
     model = NequIP(config)
 
     def init(key: jax.Array, graph: jraph.GraphsTuple) -> Any:
-        return init_params(config, graph, key=key)
+        del graph  # the parameter shapes do not depend on the batch
+        return init_params(config, key=key)
 
     def predict(
         params: Any, graph: jraph.GraphsTuple, radial: RadialSettings | None = None

@@ -36,8 +36,7 @@ from flax import serialization
 from nequip_jax._io import atomic_folder
 from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget
 from nequip_jax.model._config import NequIPConfig
-from nequip_jax.model._fns import make_model_fns
-from nequip_jax.model._predict import model_jit
+from nequip_jax.model._predict import make_model_fns, model_jit
 
 __all__ = [
     "Head",
@@ -312,7 +311,7 @@ class Potential:
                 f"(this library reads {FORMAT_VERSION})."
             )
         params = serialization.msgpack_restore((path / "params.msgpack").read_bytes())
-        name = info.get("uncertainty", "gmm" if (path / "gmm.npz").is_file() else None)
+        name = info.get("uncertainty")
         head = None if name is None else Head(name, _method(name).load(path / f"{name}.npz"))
         return cls(
             config=NequIPConfig.from_dict(info["config"]),

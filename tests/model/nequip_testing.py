@@ -46,4 +46,4 @@ def predict_fn(config: NequIPConfig):
 def params_for(config: NequIPConfig, graph, seed: int = 0):
     """Parameters of ``config``; the scale/shift tables keep their configured values, the rest
     is random (normal) so that every path contributes."""
-    return init_params(config, graph, key=jax.random.key(seed))
+    return init_params(config, key=jax.random.key(seed))

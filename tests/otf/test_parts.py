@@ -152,9 +152,7 @@ def test_vmapped_fine_tuning_equals_members_alone(tiny_ensemble, frames_300K):
     alone = FineTuner(group.config, batch_size=2)
     for j in range(3):
         params_j = jax.tree.map(lambda x, j=j: x[j], group.params)
-        single = alone.run(
-            params_j, dataset, epochs=2, key=key, members=None if j == 0 else (j,)
-        )
+        single = alone.run(params_j, dataset, epochs=2, key=key, members=None if j == 0 else (j,))
         for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(joint.params)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b)[j], rtol=2e-4, atol=2e-6)
         np.testing.assert_allclose(

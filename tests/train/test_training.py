@@ -49,7 +49,7 @@ def test_tiny_model_learns_five_structures(frames_300K, tiny_run_config, tmp_pat
 
 @pytest.mark.slow
 def test_small_model_overfits_five_structures(frames_300K, tmp_path):
-    """The issue's criterion: force RMSE falls 10x within 800 steps (a 3-layer, f = 8 model)."""
+    """A small model learns: force RMSE falls 10x within 800 steps (a 3-layer, f = 8 model)."""
     config = RunConfig.from_dict(
         {
             "seed": 3,
