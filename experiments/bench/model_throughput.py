@@ -25,7 +25,8 @@ node-level operations, a small part of the cost, which is dominated by per-edge 
 Usage::
 
     python experiments/bench/model_throughput.py [--quick] [--threads 1]
-        [--torch-python TORCH_VENV/bin/python]
+        [--torch-python TORCH_VENV/bin/python] [--json R.json]
+    python experiments/bench/model_throughput.py --table R.json   # the README's tables
 
 ``--threads 1`` pins this process and the worker to one core (torch and XLA single-threaded):
 on a machine shared with other jobs this gives steadier ratios than two contended threads, and
@@ -370,11 +371,21 @@ def main(argv=None) -> int:
         "--threads", type=int, default=2, choices=(1, 2), help="1: pin both sides to one core"
     )
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument(
+        "--table", default=None, help="print the README's tables of a stored --json run; exit"
+    )
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.torch_worker:
         _torch_worker()
         return 0
+    if args.table:
+        print(markdown_tables(json.loads(Path(args.table).read_text())))
+        return 0
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout's experiments
+    from experiments.common.provenance import begin_run
+
+    start = begin_run()
     if args.threads == 1:  # before jax is imported; the worker inherits the affinity
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
         os.environ["XLA_FLAGS"] = (
@@ -425,8 +436,72 @@ def main(argv=None) -> int:
             if torch_ref is not None:
                 torch_ref.close()
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        from experiments.common.provenance import provenance
+        from nequip_jax._io import atomic_write_json
+        from nequip_jax.data._registry import SPLITS, search_folders
+
+        found = [
+            f / SPLITS[args.split] for f in search_folders() if (f / SPLITS[args.split]).is_file()
+        ]
+        record = provenance(
+            start, preset=None, seeds=[], data_source="dft", data_files={args.split: found[0]}
+        )
+        atomic_write_json(args.json, {"rows": results, "provenance": record})
     return 0
+
+
+def markdown_tables(stored: dict) -> str:
+    """The README's throughput and roofline tables of a stored run (``--json``): best round for
+    times and rates, median over rounds of the per-round ratios torch / JAX."""
+    rows = stored["rows"]
+    out = [
+        "| f | lmax | JAX forward+forces (ms/molecule) | torch (ms/molecule) | ratio torch/JAX "
+        "(wall / CPU) | JAX train steps/s (batch 5) | torch steps/s | ratio (wall / CPU) "
+        "| JAX compile (forward / step, s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        best = {k: min(e[k][0] for e in r["rounds"]) for k in r["rounds"][0] if k != "load"}
+        torch = "torch_infer" in best
+        out.append(
+            f"| {r['num_features']} | {r['lmax']} | {best['jax_infer']:.2f} | "
+            + (f"{best['torch_infer']:.2f} | " if torch else "– | ")
+            + (
+                f"{r['ratio_infer_wall']:.2f}× / {r['ratio_infer_CPU']:.2f}× | "
+                if torch
+                else "– | "
+            )
+            + f"{1e3 / best['jax_train']:.1f} | "
+            + (f"{1e3 / best['torch_train']:.1f} | " if torch else "– | ")
+            + (
+                f"{r['ratio_train_wall']:.2f}× / {r['ratio_train_CPU']:.2f}× | "
+                if torch
+                else "– | "
+            )
+            + f"{r['compile_predict_s']:.1f} / {r['compile_train_s']:.1f} |"
+        )
+    peak = rows[0]["peak"]
+    out += [
+        "",
+        f"Roofline (XLA `cost_analysis()` FLOPs of the compiled programs; float32 peak of the "
+        f"cores used: nominal {peak['nominal_gflops']:.0f} GFLOP/s = {peak['clock_ghz']:.2f} GHz "
+        f"× {peak['simd_lanes']} lanes × 2 flops per FMA × 2 FMA units per core × cores, and "
+        f"{peak['matmul_gflops']:.0f} GFLOP/s measured on a 2048² XLA matmul):",
+        "",
+        "| f | lmax | forward+forces MFLOP/molecule | GFLOP/s | % of nominal / of matmul "
+        "| train step GFLOP (batch 5) | GFLOP/s | % of nominal / of matmul |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        g, p = r["gflops"], r["peak"]
+        out.append(
+            f"| {r['num_features']} | {r['lmax']} | {r['flops_per_molecule'] / 1e6:.1f} | "
+            f"{g['infer']:.1f} | {100 * g['infer'] / p['nominal_gflops']:.1f} % / "
+            f"{100 * g['infer'] / p['matmul_gflops']:.1f} % | {r['flops_train_step'] / 1e9:.2f} | "
+            f"{g['train']:.1f} | {100 * g['train'] / p['nominal_gflops']:.1f} % / "
+            f"{100 * g['train'] / p['matmul_gflops']:.1f} % |"
+        )
+    return "\n".join(out)
 
 
 def _compare(frames, num_features, lmax, args, torch_ref, xyz, peak) -> dict:
