@@ -2,15 +2,23 @@
 
 Zhu, Batzner, Musaelian, Kozinsky, J. Chem. Phys. 158, 164111 (2023).
 
-The names below are loaded on first use (``nequip_jax.train`` is the training subpackage; its
-``train`` function trains one model), so that ``import nequip_jax.oracle`` (in a labelling
-worker, say) does not import JAX and the model.
+The names below are loaded on first use, so that ``import nequip_jax.oracle`` (in a labelling
+worker, say) does not import JAX and the model: the trained-model bundles (``Potential``,
+``Ensemble``, ``load``), the uncertainty methods (``GMM``, ``ENSEMBLE``, ``LLPR``, ``RANDOM``,
+all in ``METHODS``, looked up by ``get_method``), training of ensembles (``train_ensemble``;
+one model: ``nequip_jax.train.train``, in the training subpackage of that name), evaluation,
+the ASE calculator and on-device MD.
 """
 
 import importlib
 
 _HOMES = {
+    "ENSEMBLE": "nequip_jax.uncertainty.ensemble_sigma",
     "Ensemble": "nequip_jax.model.ensemble",
+    "GMM": "nequip_jax.uncertainty.gmm_head",
+    "LLPR": "nequip_jax.uncertainty.llpr",
+    "METHODS": "nequip_jax.uncertainty.registry",
+    "RANDOM": "nequip_jax.uncertainty.random_score",
     "Head": "nequip_jax.model.potential",
     "ModelOutputs": "nequip_jax.uncertainty.protocol",
     "NequIP": "nequip_jax.model",
@@ -19,6 +27,7 @@ _HOMES = {
     "Potential": "nequip_jax.model",
     "UncertaintyMethod": "nequip_jax.uncertainty.protocol",
     "enable_compilation_cache": "nequip_jax._cache",
+    "evaluate_potential": "nequip_jax.evaluate",
     "get_method": "nequip_jax.uncertainty.registry",
     "load": "nequip_jax.model",
     "load_3bpa": "nequip_jax.data",

@@ -146,7 +146,7 @@ def _fit_gmm(args: argparse.Namespace) -> int:
     fitted, table = fit_gmm_uncertainty(
         potential, train_atoms, key=key, max_components=args.max_components
     )
-    chosen = fitted.gmm.weights.shape[0]
+    chosen = fitted.head.state.weights.shape[0]
     print(format_selection_table(table, chosen))
     print(f"chosen K = {chosen} (lowest BIC) on {sum(len(a) for a in train_atoms)} atoms")
     fitted.save(model_dir)

@@ -44,6 +44,7 @@ import numpy as np
 
 from nequip_jax._io import atomic_folder
 from nequip_jax.model import NequIP, Potential, compiler_options
+from nequip_jax.model._predict import edge_graph, energy_and_forces
 from nequip_jax.uncertainty.protocol import ModelOutputs, device_state
 from nequip_jax.uncertainty.registry import get_method
 
@@ -110,20 +111,14 @@ def molecule_function(potential: Potential) -> Callable:
         vectors = positions[senders] - positions[receivers]
         edge_mask = (senders != receivers) & (jnp.sum(vectors**2, axis=-1) < r_max2)
         node_mask = jnp.ones((n,), bool)
-
-        def total_energy(pos):
-            v = pos[senders] - pos[receivers]
-            node_energy, features = model.apply(
-                params, v, species, senders, receivers, edge_mask, node_mask
-            )
-            return jnp.sum(node_energy), features
-
-        (energy, features), gradient = jax.value_and_grad(total_energy, has_aux=True)(positions)
+        shifts = jnp.zeros((n * n, 3), dtype)
+        graph = edge_graph(species, senders, receivers, shifts, edge_mask, node_mask)
+        energy, _, features, forces = energy_and_forces(model, params, positions, graph)
         uncertainty = score(state, ModelOutputs(features=features))
         nan = jnp.asarray(jnp.nan, dtype)
         return (
             jnp.where(known, energy, nan),
-            jnp.where(known, -gradient, nan),
+            jnp.where(known, forces, nan),
             jnp.where(known, uncertainty, nan),
         )
 

@@ -179,7 +179,7 @@ def potential64(frames_300K):
     """A tiny untrained float64 potential with a 2-component GMM attached."""
     config = _config()
     potential = _scaled(Potential(config, _init(config, frames_300K, 0), SPECIES), frames_300K[0])
-    return potential.with_gmm(_mixture(config.resolved_feature_dim, 1))
+    return potential.with_head("gmm", _mixture(config.resolved_feature_dim, 1))
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,7 @@ from nequip_jax import enable_compilation_cache, load
 from nequip_jax.calculator import NequIPCalculator
 from nequip_jax.data import load_3bpa
 from nequip_jax.md import run_md
+from nequip_jax.uncertainty.registry import get_method
 
 
 def _device(model, atoms, replicas, args) -> float:
@@ -106,7 +107,7 @@ def main(argv=None) -> None:
     model = load(args.model)
     atoms = load_3bpa(args.split, allow_download=False)[0]
     atoms.calc = None
-    uncertainty = "GMM NLL" if model.gmm is not None else "none"
+    uncertainty = "none" if model.head is None else get_method(model.head.method).label
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {len(atoms)} atoms, "
         f"dt {args.dt} fs, {args.temperature} K, uncertainty: {uncertainty}"

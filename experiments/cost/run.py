@@ -183,7 +183,7 @@ def measure(config: CostConfig, seed: int, *, root, workdir: Path) -> dict:
         "train_single": single_t,
         "train_ensemble": ens_t,
         "gmm_fit_s": gmm_s,
-        "gmm_components": int(np.asarray(with_gmm.gmm.weights).shape[0]),
+        "gmm_components": int(np.asarray(with_gmm.head.state.weights).shape[0]),
         "inference": infer,
         "n_train": len(split.train),
     }

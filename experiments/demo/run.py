@@ -155,7 +155,7 @@ def run(
         max_components=demo.max_components,
     )
     t_gmm = time.perf_counter() - t0
-    n_components = int(potential.gmm.weights.shape[0])
+    n_components = int(potential.head.state.weights.shape[0])
     potential.save(workdir / "single" / "model")
     _log(f"chose K = {n_components} in {t_gmm:.1f} s")
     heads, fit_s = {"gmm": potential}, {"gmm": t_gmm}

@@ -33,6 +33,7 @@ from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
 from nequip_jax.train.ensemble import DIVERSE_VARIANTS
 from nequip_jax.train.loop import member_keys
+from nequip_jax.uncertainty.metrics import mean_force_error
 
 __all__ = ["LandscapeConfig", "PRESETS", "run", "claims", "scan_split"]
 
@@ -141,7 +142,7 @@ def run(
             )
             values = landscape_values(preds)
             entry = compare_landscapes(values)
-            entry["eps_bar"] = {m: float(np.sqrt(np.mean(p.eps**2))) for m, p in preds.items()}
+            entry["eps_bar"] = {m: mean_force_error(p.eps) for m, p in preds.items()}
             body["per_seed"][scan] = entry
             body["figures"].append(_figure(values, scan_frames, scan, seed, folder, workdir))
         return body

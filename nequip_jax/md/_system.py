@@ -21,8 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nequip_jax.data import species_indices
 from nequip_jax.md._neighbours import Neighbours, build_neighbours, needs_rebuild
 from nequip_jax.model import NequIP, Potential
+from nequip_jax.model._predict import edge_graph, energy_and_forces, node_energy_and_features
 from nequip_jax.uncertainty.protocol import ModelOutputs, device_state
 from nequip_jax.uncertainty.registry import get_method
 
@@ -81,17 +83,6 @@ class MDSystem:
         return build_neighbours(jnp.asarray(positions, self.dtype), self.cutoff, capacity, 0, cell)
 
 
-def _species_indices(species: Sequence[int], numbers) -> np.ndarray:
-    known = {int(z): i for i, z in enumerate(species)}
-    unknown = sorted({int(z) for z in numbers} - set(known))
-    if unknown:
-        raise ValueError(
-            f"atomic numbers {unknown} are not in the model's species {tuple(species)}; this "
-            "model cannot simulate them."
-        )
-    return np.array([known[int(z)] for z in numbers], np.int32)
-
-
 def make_system(
     model,
     numbers: Sequence[int],
@@ -133,7 +124,10 @@ def make_system(
         raise TypeError(f"expected a Potential or an Ensemble, got {type(model).__name__}.")
     config = configs[0]
     dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
-    species_idx = tuple(int(i) for i in _species_indices(species, numbers))
+    index = species_indices(
+        numbers, species, where="MD system", remedy="this model cannot simulate them"
+    )
+    species_idx = tuple(int(i) for i in index)
     model_params = (
         jax.tree.map(jnp.asarray, params_list[0]),
         None if state is None else device_state(state, dtype),
@@ -177,36 +171,26 @@ def system_functions(
     module = NequIP(config)
     cutoff = float(config.r_max) + float(skin)
 
-    def total(p, pos, nbrs, r=None):
-        vectors = pos[nbrs.senders] - pos[nbrs.receivers] + nbrs.shifts
+    def graph(nbrs: Neighbours):
+        species = jnp.asarray(species_idx)
         node_mask = jnp.ones((n,), bool)
-        node_energy, features = module.apply(
-            p,
-            vectors,
-            jnp.asarray(species_idx),
-            nbrs.senders,
-            nbrs.receivers,
-            nbrs.mask,
-            node_mask,
-            r,
-        )
-        return jnp.sum(node_energy), features
+        return edge_graph(species, nbrs.senders, nbrs.receivers, nbrs.shifts, nbrs.mask, node_mask)
+
+    def total(p, pos, nbrs, r=None):
+        node_energy, _ = node_energy_and_features(module, p, pos, graph(nbrs), r)
+        return jnp.sum(node_energy)
 
     def member(p, positions, nbrs, r=None):
-        (energy, features), gradient = jax.value_and_grad(
-            lambda pos: total(p, pos, nbrs, r), has_aux=True
-        )(positions)
-        return energy, -gradient, features
+        energy, _, features, forces = energy_and_forces(module, p, positions, graph(nbrs), r)
+        return energy, forces, features
 
     def energy_with(model_params, positions, nbrs: Neighbours):
         params, _, radial = model_params
         positions = positions.astype(dtype)
         if ensemble:
-            energies, _ = jax.vmap(total, in_axes=(0, None, None, 0))(
-                params, positions, nbrs, radial
-            )
+            energies = jax.vmap(total, in_axes=(0, None, None, 0))(params, positions, nbrs, radial)
             return jnp.mean(energies)
-        return total(params, positions, nbrs)[0]
+        return total(params, positions, nbrs)
 
     def evaluate_with(model_params, positions, nbrs: Neighbours):
         params, state, radial = model_params

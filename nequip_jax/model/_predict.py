@@ -22,11 +22,14 @@ from nequip_jax.model._radial import bessel_frequencies
 __all__ = [
     "compiler_options",
     "edge_vectors",
+    "edge_graph",
+    "energy_and_forces",
     "energy_forces_features",
     "init_params",
     "make_model_fns",
     "make_predict_fn",
     "model_jit",
+    "node_energy_and_features",
 ]
 
 _CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
@@ -63,6 +66,28 @@ def model_jit(fn: Callable, **jit_kwargs: Any) -> Callable:
 def edge_vectors(positions: jnp.ndarray, graph: jraph.GraphsTuple) -> jnp.ndarray:
     """[n_edge, 3] ``r_ij = positions[senders] − positions[receivers] + shifts``."""
     return positions[graph.senders] - positions[graph.receivers] + graph.edges["shifts"]
+
+
+def edge_graph(
+    species: jnp.ndarray,
+    senders: jnp.ndarray,
+    receivers: jnp.ndarray,
+    shifts: jnp.ndarray,
+    edge_mask: jnp.ndarray,
+    node_mask: jnp.ndarray,
+) -> jraph.GraphsTuple:
+    """The graph :func:`energy_and_forces` reads, from one system's edges (e.g. an on-device
+    neighbour list): ``species`` [n] (indices into the model's species), ``senders`` /
+    ``receivers`` [n_edge], ``shifts`` [n_edge, 3] (periodic image offsets, Å), masks."""
+    return jraph.GraphsTuple(
+        nodes={"species": species, "mask": node_mask},
+        edges={"shifts": shifts, "mask": edge_mask},
+        senders=senders,
+        receivers=receivers,
+        n_node=None,
+        n_edge=None,
+        globals=None,
+    )
 
 
 def _apply(
@@ -141,6 +166,55 @@ def _leaf_name(path) -> str:
     return str(getattr(last, "key", last))
 
 
+def energy_and_forces(
+    model: NequIP,
+    params: Any,
+    positions: jnp.ndarray,
+    graph: jraph.GraphsTuple,
+    radial: RadialSettings | None = None,
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """The network's energy and forces at ``positions`` on ``graph``'s edges: one forward and one
+    backward pass, ``F = −∂E/∂r`` with ``E`` the sum of the per-atom energies.
+
+    The one place the network is evaluated with forces: padded batches
+    (:func:`energy_forces_features`), the on-device MD potential (:mod:`nequip_jax.md`) and the
+    exported program (:mod:`nequip_jax.export`) all call it.
+
+    Args:
+        model: the module; params: its parameters.
+        positions: ``[n_node, 3]`` (Å).
+        graph: edges ``senders``/``receivers`` [n_edge] with ``edges["shifts"]`` [n_edge, 3]
+            (Å; zero without periodic images) and ``edges["mask"]``, and ``nodes["species"]``
+            (indices into the model's species) and ``nodes["mask"]`` [n_node].
+        radial: per-member cutoff settings replacing the config's (``None``: the config).
+
+    Returns:
+        ``energy`` [] (the sum over all atoms, eV; padding atoms give 0), ``node_energy``
+        [n_node] (eV), ``features`` [n_node, feature_dim] and ``forces`` [n_node, 3] (eV/Å).
+    """
+
+    def total_energy(pos):
+        node_energy, features = _apply(model, params, pos, graph, radial)
+        return jnp.sum(node_energy), (node_energy, features)
+
+    (energy, (node_energy, features)), gradient = jax.value_and_grad(total_energy, has_aux=True)(
+        positions
+    )
+    return energy, node_energy, features, -gradient
+
+
+def node_energy_and_features(
+    model: NequIP,
+    params: Any,
+    positions: jnp.ndarray,
+    graph: jraph.GraphsTuple,
+    radial: RadialSettings | None = None,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``node_energy`` [n_node] and ``features`` [n_node, feature_dim] without forces (the
+    forward pass of :func:`energy_and_forces`)."""
+    return _apply(model, params, positions, graph, radial)
+
+
 def energy_forces_features(
     model: NequIP,
     params: Any,
@@ -167,19 +241,11 @@ def energy_forces_features(
     node_mask = graph.nodes["mask"]
     graph_mask = graph.globals["mask"]
     n_graph = graph.n_node.shape[0]
-
-    def total_energy(pos):
-        node_energy, features = _apply(model, params, pos, graph, radial)
-        # Padding atoms already give 0, so the sum is that of the real graphs' energies.
-        return jnp.sum(node_energy), (node_energy, features)
-
-    (_, (node_energy, features)), gradient = jax.value_and_grad(total_energy, has_aux=True)(
-        positions
-    )
+    _, node_energy, features, forces = energy_and_forces(model, params, positions, graph, radial)
     energy = jax.ops.segment_sum(node_energy, graph.nodes["graph_index"], num_segments=n_graph)
     return {
         "energy": jnp.where(graph_mask, energy, 0.0),
-        "forces": jnp.where(node_mask[:, None], -gradient, 0.0),
+        "forces": jnp.where(node_mask[:, None], forces, 0.0),
         "node_energy": node_energy,
         "features": features,
     }

@@ -214,11 +214,6 @@ class Potential:
                 )
 
     @property
-    def gmm(self):
-        """The fitted Gaussian mixture (``gmm.GMMParams``) when the head is the GMM, else None."""
-        return self.head.state if self.head is not None and self.head.method == "gmm" else None
-
-    @property
     def r_max(self) -> float:
         return float(self.config.r_max)
 
@@ -269,10 +264,6 @@ class Potential:
         """A copy with the fitted ``state`` of uncertainty ``method`` as its head (``None``: no
         head)."""
         return dataclasses.replace(self, head=None if method is None else Head(method, state))
-
-    def with_gmm(self, gmm_params) -> Potential:
-        """A copy with a fitted Gaussian mixture as its head (``None``: no head)."""
-        return self.with_head(None if gmm_params is None else "gmm", gmm_params)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:

@@ -58,7 +58,7 @@ from nequip_jax.otf.session import (
 )
 from nequip_jax.otf.state import EventLog, load_state
 from nequip_jax.otf.surrogate import Surrogate, threshold_from_scores
-from nequip_jax.uncertainty.metrics import force_error_per_atom
+from nequip_jax.uncertainty.metrics import force_error_per_atom, mean_force_error
 
 __all__ = ["run_otf"]
 
@@ -283,7 +283,7 @@ def _md_loop(run: Session, state, log: EventLog, surrogate: Surrogate, stop_at_s
                 "threshold": state.threshold,
                 "eps_max": float(eps.max()),
                 "eps_mean": float(eps.mean()),
-                "eps_rms": float(np.sqrt(np.mean(eps**2))),
+                "eps_rms": mean_force_error(eps),
                 "energy_error_per_atom": float((frame.energy - labels.energies[0]) / len(atoms)),
                 "oracle_s": oracle_s,
                 "eps": eps.round(5).tolist(),

@@ -22,6 +22,7 @@ from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
 
+from nequip_jax.evaluate import prediction_errors
 from nequip_jax.oracle import XTBOracle, bare_copy
 from nequip_jax.otf.config import OTFConfig
 from nequip_jax.otf.data import initial_set, label_tag, test_sets, write_xyz
@@ -29,7 +30,6 @@ from nequip_jax.otf.state import EventLog, OTFState, save_state
 from nequip_jax.otf.surrogate import Surrogate, threshold_from_scores
 from nequip_jax.train import RunConfig, train
 from nequip_jax.train.ensemble import train_ensemble
-from nequip_jax.uncertainty.metrics import force_error_per_atom
 
 __all__ = [
     "Session",
@@ -109,20 +109,9 @@ def evaluate_errors(surrogate: Surrogate, frames: list[ase.Atoms]) -> dict:
     """Errors of ``surrogate`` on labelled ``frames``: energy RMSE per atom (eV/atom), force
     RMSE over components (eV/Å; = sqrt(mean ε²), Zhu et al. 2023 Eq. (3)), mean and max of the
     per-atom ε of Eq. (2)."""
-    pred = surrogate.predict(frames)
-    n_atoms = np.array([len(a) for a in frames])
-    e_true = np.array([a.get_potential_energy() for a in frames])
-    eps = np.concatenate(
-        [force_error_per_atom(f, a.get_forces()) for f, a in zip(pred["forces"], frames)]
-    )
-    de = (pred["energy"] - e_true) / n_atoms
-    return {
-        "n_structures": len(frames),
-        "energy_rmse_per_atom": float(np.sqrt(np.mean(de**2))),
-        "forces_rmse": float(np.sqrt(np.mean(eps**2))),
-        "mean_eps": float(eps.mean()),
-        "max_eps": float(eps.max()),
-    }
+    summary = prediction_errors(surrogate.predict(frames), frames)["summary"]
+    keys = ("n_structures", "energy_rmse_per_atom", "forces_rmse", "mean_eps", "max_eps")
+    return {k: summary[k] for k in keys}
 
 
 class Session:

@@ -120,7 +120,7 @@ def fit_gmm_uncertainty(
         criterion=criterion,
         **fit_kwargs,
     )
-    return potential.with_gmm(params), table
+    return potential.with_head("gmm", params), table
 
 
 def format_selection_table(table, chosen: int | None = None) -> str:

@@ -584,7 +584,7 @@ def error_summary(eps: np.ndarray, threshold: float = 0.2) -> ErrorSummary:
     above = e > threshold
     n_above = int(above.sum())
     return ErrorSummary(
-        eps_bar=float(np.sqrt(np.mean(e**2))),
+        eps_bar=mean_force_error(e),
         eps_mean=float(e.mean()),
         eps_bar_above=float(e[above].mean()) if n_above else float("nan"),
         eps_max=float(e.max()),

@@ -271,7 +271,7 @@ def test_unknown_species_and_bad_arguments(potential64, frames_300K):
 
 def test_potential_without_gmm_has_no_uncertainty(x64, potential64, variants, references):
     atoms = variants[0].copy()
-    atoms.calc = NequIPCalculator(potential64.with_gmm(None))
+    atoms.calc = NequIPCalculator(potential64.with_head(None))
     np.testing.assert_allclose(
         atoms.get_potential_energy(), references["potential64"]["energy"][0], atol=1e-10
     )

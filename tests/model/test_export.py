@@ -27,7 +27,7 @@ def potential(frames_300K):
     bare = Potential(config, init_params(config, key=jax.random.key(3)), SPECIES)
     features = np.concatenate(bare.predict(frames_300K[:4])["features"]).astype(np.float64)
     mixture = gmm.fit(features, 2, key=jax.random.key(0)).params
-    return bare.with_gmm(mixture)
+    return bare.with_head("gmm", mixture)
 
 
 def _molecules(frames):

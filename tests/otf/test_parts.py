@@ -199,7 +199,7 @@ def _mixture(dim, seed):
 
 def test_surrogate_predictions_equal_the_library(tiny_potential, tiny_ensemble, frames_300K):
     frames = [bare_copy(a) for a in frames_300K[20:25]]
-    potential = tiny_potential.with_gmm(_mixture(tiny_potential.feature_dim, 0))
+    potential = tiny_potential.with_head("gmm", _mixture(tiny_potential.feature_dim, 0))
     single, reference = Surrogate(potential).predict(frames), potential.predict(frames)
     np.testing.assert_allclose(single["energy"], reference["energy"], rtol=1e-5, atol=1e-5)
     for i in range(len(frames)):
@@ -230,7 +230,7 @@ def test_test_errors_equal_evaluate_potential(tiny_potential, frames_300K):
 
 
 def test_surrogate_save_load_round_trip(tiny_potential, tiny_ensemble, tmp_path):
-    single = tiny_potential.with_gmm(_mixture(2, 1))
+    single = tiny_potential.with_head("gmm", _mixture(2, 1))
     for name, model in (("single", single), ("ens", tiny_ensemble)):
         Surrogate(model).save(tmp_path / name)
         loaded = Surrogate.load(tmp_path / name)

@@ -20,20 +20,21 @@ def test_gmm_nll_in_predict_and_round_trip(frames_300K, frames_1200K, tiny_run_c
     fitted, table = fit_gmm_uncertainty(potential, frames, key=jax.random.key(0), max_components=4)
     assert [int(r.n_components) for r in table] == [1, 2, 3, 4]
     bics = [float(r.criterion) for r in table]
-    assert fitted.gmm.weights.shape[0] == int(table[int(np.argmin(bics))].n_components)
+    assert fitted.head.state.weights.shape[0] == int(table[int(np.argmin(bics))].n_components)
 
     test = frames_1200K[:3]
     pred = fitted.predict(test)
     features = training_features(potential, test)
     with jax.enable_x64(True):
-        expected = np.asarray(gmm.nll(fitted.gmm, features.astype(np.float64)))
+        expected = np.asarray(gmm.nll(fitted.head.state, features.astype(np.float64)))
     np.testing.assert_allclose(np.concatenate(pred["uncertainty"]), expected, rtol=1e-4, atol=1e-3)
     # Features of the training set are exactly what the mixture was fitted on.
     assert training_features(potential, frames).shape == (5 * 27, potential.feature_dim)
 
     fitted.save(tmp_path / "with_gmm")
     loaded = load(tmp_path / "with_gmm")
-    for a, b in zip(fitted.gmm, loaded.gmm):
+    assert loaded.head.method == "gmm"
+    for a, b in zip(fitted.head.state, loaded.head.state):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     again = loaded.predict(test)
     for a, b in zip(pred["uncertainty"], again["uncertainty"]):
