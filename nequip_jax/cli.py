@@ -247,11 +247,13 @@ def _md(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from nequip_jax.export import METADATA_FILE, PROGRAM_FILE, export_potential
 
+    from nequip_jax.model import Potential
+
     potential = _load_model(Path(args.model))
-    if not hasattr(potential, "gmm"):
+    if not isinstance(potential, Potential):
         raise SystemExit(
-            f"{args.model} is an ensemble; export takes a single potential with a GMM "
-            "(<workdir>/model after `nequip-jax fit-gmm`)."
+            f"{args.model} is an ensemble; export takes a single potential with an uncertainty "
+            "head (<workdir>/model after `nequip-jax fit-gmm` or `fit-uncertainty`)."
         )
     try:
         out = export_potential(potential, args.out, platforms=args.platforms)
