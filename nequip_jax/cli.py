@@ -246,7 +246,6 @@ def _md(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from nequip_jax.export import METADATA_FILE, PROGRAM_FILE, export_potential
-
     from nequip_jax.model import Potential
 
     potential = _load_model(Path(args.model))

@@ -8,6 +8,7 @@ from nequip_jax.data._graphs import (
     pad_graph,
     padding_fraction,
     round_up,
+    shared_budget,
     species_indices,
 )
 from nequip_jax.data._neighbors import neighbour_list
@@ -47,6 +48,7 @@ __all__ = [
     "paper_split",
     "read_structures",
     "round_up",
+    "shared_budget",
     "species_indices",
     "search_folders",
     "species_counts",

@@ -42,6 +42,7 @@ __all__ = [
     "iterate_batches",
     "padding_fraction",
     "round_up",
+    "shared_budget",
 ]
 
 
@@ -64,6 +65,16 @@ def round_up(value: float, multiple: int) -> int:
     elif q > 0 and (q - 1) * multiple >= value:
         q -= 1
     return int(q * multiple)
+
+
+def shared_budget(budget: PaddingBudget) -> PaddingBudget:
+    """``budget`` with its nodes and edges rounded up to multiples of 8 (counts up to 256) or
+    64, so that data sets of similar size share one compiled shape."""
+
+    def rounded(n: int) -> int:
+        return round_up(n, 64 if n > 256 else 8)
+
+    return budget._replace(n_node=rounded(budget.n_node), n_edge=rounded(budget.n_edge))
 
 
 def species_indices(

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nequip_jax.data import round_up
+
 __all__ = [
     "Neighbours",
     "build_neighbours",
@@ -154,5 +156,4 @@ def needs_rebuild(positions: jax.Array, neighbours: Neighbours, skin: float) -> 
 
 def capacity_for(count: int, headroom: float = 1.5, multiple: int = 64) -> int:
     """Edge slots for ``count`` pairs: ``headroom`` × count rounded up to ``multiple``."""
-    slots = int(np.ceil(max(count, 1) * headroom / multiple)) * multiple
-    return max(slots, multiple)
+    return max(round_up(max(count, 1) * headroom, multiple), multiple)

@@ -34,7 +34,7 @@ import numpy as np
 from flax import serialization
 
 from nequip_jax._io import atomic_folder
-from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget
+from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget, shared_budget
 from nequip_jax.model._config import NequIPConfig
 from nequip_jax.model._predict import make_model_fns, model_jit
 
@@ -122,10 +122,6 @@ def ensemble_program(config: NequIPConfig) -> Callable:
     return model_jit(_counted(run, ("ensemble", config)))
 
 
-def _round_to(n: int) -> int:
-    return 64 if n > 256 else 8
-
-
 def check_dataset(dataset: GraphDataset, species: tuple[int, ...], r_max: float) -> None:
     """Raise if ``dataset`` was built for another species list or cutoff."""
     if dataset.species != tuple(species) or dataset.r_max != float(r_max):
@@ -158,11 +154,7 @@ def run_batched(
         per structure ([(members,) n_atoms, ...]).
     """
     if budget is None:
-        budget = compute_budget(dataset, batch_size)
-        budget = budget._replace(
-            n_node=-(-budget.n_node // _round_to(budget.n_node)) * _round_to(budget.n_node),
-            n_edge=-(-budget.n_edge // _round_to(budget.n_edge)) * _round_to(budget.n_edge),
-        )
+        budget = shared_budget(compute_budget(dataset, batch_size))
     np_dtype = np.float64 if dtype == "float64" else np.float32
     axis = 1 if member_axis else 0
     chunks: dict[str, list] = {}

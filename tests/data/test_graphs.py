@@ -16,6 +16,7 @@ from nequip_jax.data import (
     load_3bpa,
     neighbour_list,
     round_up,
+    shared_budget,
 )
 
 SPECIES = [1, 6, 7, 8]
@@ -139,3 +140,12 @@ def test_statistics_against_direct_computation(frames, dataset):
 def test_round_up_is_the_smallest_multiple_at_or_above(value, multiple):
     got = round_up(value, multiple)
     assert got % multiple == 0 and got >= value and got - multiple < value
+
+
+@pytest.mark.parametrize(
+    "n_node, n_edge, want_node, want_edge",
+    [(1, 0, 8, 0), (27, 300, 32, 320), (256, 257, 256, 320), (300, 4100, 320, 4160)],
+)
+def test_shared_budget_rounds_to_8_up_to_256_then_64(n_node, n_edge, want_node, want_edge):
+    budget = shared_budget(PaddingBudget(n_node=n_node, n_edge=n_edge, n_graph=3))
+    assert budget == PaddingBudget(n_node=want_node, n_edge=want_edge, n_graph=3)
