@@ -61,12 +61,16 @@ def trace_count() -> int:
     return sum(_TRACES.values())
 
 
+#: Name of every model program (``jit(model_program)`` in JAX's logs and monitoring events).
+PROGRAM_NAME = "model_program"
+
+
 def _counted(fn: Callable, key: Any) -> Callable:
-    def traced(*args):
+    def model_program(*args):
         _TRACES[key] += 1  # runs once per trace (compilation), not per call
         return fn(*args)
 
-    return traced
+    return model_program
 
 
 class Head(NamedTuple):
