@@ -25,8 +25,9 @@ import jax.numpy as jnp
 
 from gmm import _xla
 from gmm._chunks import em_chunk_rows, to_chunks, to_chunks_t
-from gmm._em import Candidate, fit_padded, moment_data, moment_stats, use_moments
+from gmm._em import Candidate, fit_padded
 from gmm._gaussian import log_prob_and_resp_t
+from gmm._moments import moment_data, moment_stats, use_moments
 from gmm._types import Array, FitResult, GMMParams
 
 

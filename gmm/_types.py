@@ -97,3 +97,20 @@ def covariances_from_precisions_cholesky(precisions_cholesky: Array) -> Array:
     eye = jnp.broadcast_to(jnp.eye(d, dtype=precisions_cholesky.dtype), precisions_cholesky.shape)
     p_inv = solve_triangular(precisions_cholesky, eye, lower=False)  # upper triangular
     return jnp.einsum("kji,kjl->kil", p_inv, p_inv, precision=jax.lax.Precision.HIGHEST)
+
+
+class SufficientStats(NamedTuple):
+    """Responsibility-weighted sums around reference centres ``c_k`` (one pass over the data).
+
+    Attributes:
+        resp_sum: ``[K]`` ``R_k = Σ_n r_nk``.
+        diff_sum: ``[K, D]`` ``t_k = Σ_n r_nk (x_n - c_k)``.
+        scatter: ``[K, D, D]`` ``S_k = Σ_n r_nk (x_n - c_k)(x_n - c_k)ᵀ``.
+        log_prob_sum: ``[]`` ``Σ_n log p(x_n)`` over unmasked samples (0 when the
+            responsibilities were given rather than computed).
+    """
+
+    resp_sum: Array
+    diff_sum: Array
+    scatter: Array
+    log_prob_sum: Array

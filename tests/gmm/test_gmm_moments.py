@@ -1,7 +1,7 @@
 """The two forms of the EM pass and of Lloyd's cluster sums agree.
 
 Oracles: the centred EM pass (:func:`gmm._em.e_step_stats`, per component around its mean) for
-the moments pass (:func:`gmm._em.moment_stats`, one product with ``z(x) = [x_i x_j, x]``);
+the moments pass (:func:`gmm._moments.moment_stats`, one product with ``z(x) = [x_i x_j, x]``);
 numpy for the moments themselves; the one-hot product for the scatter-add of Lloyd's sums.
 """
 
@@ -15,17 +15,15 @@ from hypothesis import strategies as st
 
 import gmm
 from gmm._chunks import em_chunk_rows, to_chunks, to_chunks_t
-from gmm._em import (
+from gmm._em import e_step_stats, params_from_stats, resp_stats
+from gmm._kmeans import _one_hot_sums, _scatter_sums
+from gmm._moments import (
     MOMENT_ELEMENTS,
-    e_step_stats,
     moment_data,
     moment_resp_stats,
     moment_stats,
-    params_from_stats,
-    resp_stats,
     use_moments,
 )
-from gmm._kmeans import _one_hot_sums, _scatter_sums
 from gmm._types import GMMParams
 
 PROPERTY = settings(
