@@ -20,7 +20,7 @@ import ase
 import yaml
 
 from nequip_jax.model.ensemble import Ensemble, EnsembleGroup
-from nequip_jax.train.config import RunConfig, apply_overrides, group_settings
+from nequip_jax.train.config import PRESETS_DIR, RunConfig, apply_overrides, group_settings
 from nequip_jax.train.distributed import is_writer
 from nequip_jax.train.loop import load_training_data, member_keys, train_group
 
@@ -33,21 +33,6 @@ __all__ = [
 ]
 
 
-#: Our diverse-ensemble variants (the paper's supplementary Table 1 is not available here):
-#: seven members that change one hyperparameter each, mostly toward simpler models ("the diverse
-#: ensemble contains simpler models on average", Sec. IV). Used with three traditional members;
-#: the r_max and learning-rate variants keep the parameter shapes and train in their vmapped group.
-DIVERSE_VARIANTS: tuple[dict, ...] = (
-    {"model": {"num_layers": 2}},
-    {"model": {"num_layers": 3}},
-    {"model": {"lmax": 1}},
-    {"model": {"num_features": 8}},
-    {"model": {"r_max": 3.5}},
-    {"model": {"r_max": 5.0}},
-    {"optim": {"learning_rate": 0.005}},
-)
-
-
 def load_variants(path: str | os.PathLike) -> list[dict]:
     """Read a YAML list of override dictionaries (``{model: {...}, optim: {...}}``)."""
     raw = yaml.safe_load(Path(path).read_text())
@@ -56,6 +41,11 @@ def load_variants(path: str | os.PathLike) -> list[dict]:
     if not isinstance(raw, list) or not all(isinstance(v, dict) for v in raw):
         raise ValueError(f"{path}: expected a YAML list of override mappings (or variants: [...]).")
     return raw
+
+
+#: The diverse-ensemble variants shipped in ``nequip_jax/configs/ensemble/diverse_variants.yaml`` (one
+#: override mapping per extra member; see that file).
+DIVERSE_VARIANTS: tuple[dict, ...] = tuple(load_variants(PRESETS_DIR / "ensemble" / "diverse_variants.yaml"))
 
 
 def _merge(base: dict, override: dict) -> dict:
