@@ -7,10 +7,13 @@ unit-variance outputs at initialisation whatever the widths.
 
 from __future__ import annotations
 
+import functools
 import math
+from pathlib import Path
 
 import e3nn_jax as e3nn
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from nequip_jax.model._convolution import convolution
@@ -24,6 +27,7 @@ __all__ = [
     "InteractionBlock",
     "LINEAR_NORMALISATION",
     "auto_chunk_size",
+    "cache_bytes",
 ]
 
 # e3nn linear layers: weights N(0, 1) scaled by 1/sqrt(fan_in) in the forward pass, spelled out
@@ -79,35 +83,61 @@ class SpeciesLinear(nn.Module):
         return e3nn.from_chunks(self.irreps_out, chunks, (n_node,), x.dtype)
 
 
+@functools.cache
+def cache_bytes() -> int:
+    """Bytes of one core's level-2 cache on a CPU backend (Linux: read from sysfs), else 1 MiB
+    (also when the size cannot be read): the size :func:`auto_chunk_size` aims a chunk's
+    messages at."""
+    default = 1 << 20
+    if jax.default_backend() != "cpu":
+        return default
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        if level == "2" and kind in ("Unified", "Data"):
+            units = {"K": 1 << 10, "M": 1 << 20}
+            value = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+            if value > 0:
+                return value
+    return default
+
+
 def auto_chunk_size(
     plan: ConvolutionPlan,
     n_edge: int,
     *,
-    chunk_bytes: int = 1 << 20,
+    chunk_bytes: int | None = None,
     max_unchunked_edges: int = 4096,
     max_unchunked_bytes: int = 24 << 20,
 ) -> int:
     """Edges per convolution chunk.
 
     All the edges in one chunk when there are at most ``max_unchunked_edges`` and their float32
-    messages take at most ``max_unchunked_bytes``; otherwise the power of two in [128, 1024]
-    whose messages take about ``chunk_bytes`` (cache-sized).
+    messages take at most ``max_unchunked_bytes``; otherwise the power of two in [128, 4096]
+    whose messages take at most ``chunk_bytes`` (default :func:`cache_bytes`, one core's L2).
 
-    Measured on the project's 2-core AMD EPYC, one thread (experiments/bench/
-    model_throughput.py): chunking made forward+forces on 32 3BPA molecules (10,000–14,000
-    edges) 2–3× faster, best at 256–1024 edges for f = 16, lmax = 1 and 128 for f = 32,
-    lmax = 2. A training step on 5 molecules (1,500–2,200 edges) was faster in one chunk
-    (64 vs 82 ms at f = 16, lmax = 1, r_max = 5: the second derivative through the
-    rematerialised scan costs more than it saves) unless the messages are large (f = 32,
-    lmax = 2, 2,200 edges ≈ 28 MB: 332 ms chunked vs 361 ms in one chunk).
+    Measured with experiments/bench/model_throughput.py, forward+forces on 32 3BPA molecules
+    (10,000–14,000 edges): chunking made it 2–3× faster on a 2-core AMD EPYC (512 KiB L2), best
+    at 256–1024 edges for f = 16, lmax = 1 and 128 for f = 32, lmax = 2; on a 2-core Intel Xeon
+    (2 MiB L2), best at 2048 edges for f = 16 and 32, lmax = 1 (20–30 % faster than 512–1024)
+    and 256–1024 for f = 32, lmax = 2: messages of one to two L2 per chunk on both. A training step
+    on 5 molecules (1,500–2,200 edges) was faster in one chunk (64 vs 82 ms at f = 16, lmax = 1,
+    r_max = 5: the second derivative through the rematerialised scan costs more than it saves)
+    unless the messages are large (f = 32, lmax = 2, 2,200 edges ≈ 28 MB: 332 ms chunked vs
+    361 ms in one chunk).
     """
     width = sum(m * (2 * ell + 1) for m, ell, _ in plan.outputs)
     if not isinstance(n_edge, int):  # symbolic (jax.export): one chunk, see convolution()
         return 1
     if n_edge <= max_unchunked_edges and n_edge * width * 4 <= max_unchunked_bytes:
         return max(n_edge, 1)
-    edges = max(1, chunk_bytes // (4 * width))
-    return int(min(1024, max(128, 2 ** int(math.log2(edges)))))
+    budget = 2 * cache_bytes() if chunk_bytes is None else chunk_bytes
+    edges = max(1, budget // (4 * width))
+    return int(min(4096, max(128, 2 ** int(math.log2(edges)))))
 
 
 #: Activations of the gate per nonlinearity family: ``(even scalars, odd scalars, even gates,

@@ -43,9 +43,11 @@ def load_variants(path: str | os.PathLike) -> list[dict]:
     return raw
 
 
-#: The diverse-ensemble variants shipped in ``nequip_jax/configs/ensemble/diverse_variants.yaml`` (one
+#: The diverse-ensemble variants shipped in ``configs/ensemble/diverse_variants.yaml`` (one
 #: override mapping per extra member; see that file).
-DIVERSE_VARIANTS: tuple[dict, ...] = tuple(load_variants(PRESETS_DIR / "ensemble" / "diverse_variants.yaml"))
+DIVERSE_VARIANTS: tuple[dict, ...] = tuple(
+    load_variants(PRESETS_DIR / "ensemble" / "diverse_variants.yaml")
+)
 
 
 def _merge(base: dict, override: dict) -> dict:

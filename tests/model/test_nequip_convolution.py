@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nequip_jax.model._blocks import SpeciesLinear, gate
+from nequip_jax.model._blocks import SpeciesLinear, auto_chunk_size, cache_bytes, gate
 from nequip_jax.model._config import hidden_irreps
 from nequip_jax.model._convolution import (
     channels_last_blocks,
@@ -201,3 +201,27 @@ def test_gate_matches_e3nn_gate(x64, inputs, nonlinearity):
     # e3nn estimates the activations' normalisation constants in float32 (~3e-5 relative); ours
     # come from double-precision quadrature.
     np.testing.assert_allclose(np.asarray(got.array), np.asarray(ref.array), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "n_edge, chunk_bytes, expected",
+    [
+        (1000, 1 << 20, 1000),  # few edges: one chunk
+        (10_000, 1 << 20, 512),  # 1 MiB / 1408 bytes per edge = 744 edges
+        (10_000, 2 << 20, 1024),  # 1489
+        (10_000, 4 << 20, 2048),  # 2978
+        (10_000, 1 << 10, 128),  # at least 128 edges
+        (100_000, 1 << 30, 4096),  # at most 4096
+    ],
+)
+def test_auto_chunk_size_fills_the_cache_with_messages(n_edge, chunk_bytes, expected):
+    """The widest power of two whose float32 messages fit ``chunk_bytes``, in [128, 4096]; one
+    chunk below 4096 edges. The f = 16, lmax = 1 plan has 352 message channels per edge."""
+    plan = convolution_plan("16x0e+16x0o+16x1o+16x1e", "16x0e+16x0o+16x1o+16x1e", 1)
+    assert sum(m * (2 * ell + 1) for m, ell, _ in plan.outputs) == 352
+    assert auto_chunk_size(plan, n_edge, chunk_bytes=chunk_bytes) == expected
+
+
+def test_cache_bytes_is_a_positive_power_of_two_multiple_of_a_kibibyte():
+    size = cache_bytes()
+    assert size >= 1 << 10 and size % (1 << 10) == 0
