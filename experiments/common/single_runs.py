@@ -27,7 +27,6 @@ from nequip_jax.train.config import apply_overrides
 
 __all__ = [
     "Study",
-    "TINY_OVERRIDES",
     "variant_config",
     "train_to_convergence",
     "evaluate_splits",
@@ -40,19 +39,6 @@ __all__ = [
     "variant_option",
     "study_main",
 ]
-
-#: Overrides of the ``cpu`` preset that make a network train in seconds (the tests' presets).
-TINY_OVERRIDES = (
-    "data.n_train=12",
-    "model.num_features=4",
-    "model.num_layers=2",
-    "model.num_basis=4",
-    "model.radial_mlp_depth=1",
-    "model.radial_mlp_width=8",
-    "optim.max_epochs=2",
-    "optim.batch_size=3",
-    "optim.eval_batch_size=8",
-)
 
 #: Stop reasons of a finished network (anything else is resumed).
 FINISHED = ("min_learning_rate", "early_stopping", "non_finite", "max_epochs")

@@ -30,7 +30,7 @@ from experiments.common.cli import hardware_note, subsample
 from experiments.common.config import MethodsConfig, config_dict, run_config
 from experiments.common.methods import KEY_TAGS
 from experiments.common.networks import networks_from_runs
-from experiments.common.presets import TINY_METHODS
+from experiments.common.presets import load_presets
 from experiments.common.provenance import begin_run, provenance
 from experiments.common.sources import check_source
 from experiments.common.stats import format_mean_sd, mean_sd
@@ -72,30 +72,7 @@ class CostConfig:
     data: str = "dft"
 
 
-PRESETS: dict[str, CostConfig] = {
-    "paper": CostConfig(
-        methods=MethodsConfig(base="paper", model={"feature_dim": None}, n_traditional=10),
-        num_features=32,
-    ),
-    # f = 16 (4 layers, l <= 1), a 4-member vmapped ensemble for training, 10 for inference.
-    "cpu": CostConfig(
-        methods=MethodsConfig(
-            base="cpu", model={"feature_dim": None}, n_traditional=4, max_components=20
-        ),
-        num_features=16,
-        epochs=3,
-    ),
-    "tiny": CostConfig(
-        methods=dataclasses.replace(TINY_METHODS, optim={"batch_size": 2, "eval_batch_size": 8}),
-        num_features=4,
-        n_train=12,
-        epochs=1,
-        n_infer_members=3,
-        infer_frames=8,
-        rounds=2,
-        seeds=(0,),
-    ),
-}
+PRESETS: dict[str, CostConfig] = load_presets("cost", CostConfig)
 
 
 def _log(message: str) -> None:

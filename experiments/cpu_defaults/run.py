@@ -13,28 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from experiments.common.single_runs import TINY_OVERRIDES, Study, study_runner
+from experiments.common.presets import load_presets
+from experiments.common.single_runs import Study, study_runner
 
-__all__ = ["PRESETS", "PAPER_ERA", "run", "preferred"]
+__all__ = ["PRESETS", "run", "preferred"]
 
-#: The model overrides of nequip ≤ 0.5.
-PAPER_ERA = (
-    "model.nonlinearity=ssp",
-    "model.trainable_basis=true",
-    "model.avg_num_neighbors=null",
-    "model.trainable_scale_shift=false",
-)
-
-PRESETS = {
-    "cpu": Study(name="cpu", base="cpu", variants={"silu": (), "paper_era": PAPER_ERA}),
-    "tiny": Study(
-        name="tiny",
-        base="cpu",
-        variants={"silu": TINY_OVERRIDES, "paper_era": TINY_OVERRIDES + PAPER_ERA},
-        seeds=(0,),
-        max_test_frames=4,
-    ),
-}
+PRESETS: dict[str, Study] = load_presets("cpu_defaults", Study)
 
 TITLE = "A/B of the cpu model's defaults (DFT D_train,100^300, converged single networks)"
 

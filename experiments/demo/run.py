@@ -24,6 +24,7 @@ import numpy as np
 from experiments.common.cli import subsample
 from experiments.common.networks import networks_from_runs
 from experiments.common.plots import tpr_ppv_maps, uncertainty_vs_error
+from experiments.common.presets import load_presets
 from experiments.common.provenance import begin_run, provenance
 from experiments.common.sources import check_source
 from nequip_jax._io import atomic_write_json, atomic_write_text
@@ -64,19 +65,7 @@ class DemoConfig:
     data: str = "dft"  # the test sets are DFT's
 
 
-PRESETS = {
-    # 600 evenly spaced structures per test set (all 163 of the 1200 K stand-in) keep the
-    # evaluation of five networks to a few minutes on 2 cores.
-    "cpu": DemoConfig(max_test_frames=600),
-    "tiny": DemoConfig(
-        n_train=12,
-        max_epochs=2,
-        ensemble_members=2,
-        max_components=3,
-        max_test_frames=12,
-        timing_frames=8,
-    ),
-}
+PRESETS: dict[str, DemoConfig] = load_presets("demo", DemoConfig)
 
 
 def _log(message: str) -> None:

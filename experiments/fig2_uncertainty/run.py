@@ -24,7 +24,7 @@ from experiments.common.networks import networks_from_info
 from experiments.common.pieces import combined_provenance, identity, run_seeds
 from experiments.common.plots import uncertainty_vs_error
 from experiments.common.prediction import Prediction, predict_methods
-from experiments.common.presets import CPU_METHODS, TINY_METHODS, Combo
+from experiments.common.presets import Combo, load_presets
 from experiments.common.provenance import begin_run
 from experiments.common.sources import check_source
 from experiments.common.stats import aggregate_seeds, format_mean_sd
@@ -37,7 +37,6 @@ from experiments.fig2_uncertainty.analysis import (
 )
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, paper_split
-from nequip_jax.train.ensemble import DIVERSE_VARIANTS
 from nequip_jax.train.loop import member_keys
 
 __all__ = [
@@ -68,37 +67,7 @@ class UQConfig:
     data: str = "dft"
 
 
-PRESETS: dict[str, UQConfig] = {
-    # The paper: f = 16 and 32, 50 and 100 structures, 300 K and mixed; 10 + (3 + 7) networks.
-    "paper": UQConfig(
-        methods=MethodsConfig(
-            base="paper",
-            model={"feature_dim": None},
-            n_traditional=10,
-            n_diverse_traditional=3,
-            diverse_variants=DIVERSE_VARIANTS,
-            max_components=49,
-        ),
-        combos=tuple(
-            Combo(s, n, f) for f in (32, 16) for n in (100, 50) for s in ("300K", "mixed")
-        ),
-    ),
-    # 2-core CPU: f = 16 instead of 32 (4 layers, l <= 1), 4 traditional members, a 4-member
-    # diverse ensemble (2 + 2 variants), converged networks, 300 frames per test set, BIC
-    # over K <= 20; only the paper's main setting (300 K, 100 structures).
-    "cpu": UQConfig(
-        methods=CPU_METHODS,
-        combos=(Combo("300K", 100, 16),),
-        max_test_frames=300,
-    ),
-    # Seconds per run: for the end-to-end test.
-    "tiny": UQConfig(
-        methods=TINY_METHODS,
-        combos=(Combo("300K", 12, 4),),
-        seeds=(0, 1),
-        max_test_frames=6,
-    ),
-}
+PRESETS: dict[str, UQConfig] = load_presets("fig2_uncertainty", UQConfig)
 
 
 def _log(message: str) -> None:

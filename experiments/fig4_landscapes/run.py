@@ -23,7 +23,7 @@ from experiments.common.networks import networks_from_info
 from experiments.common.pieces import combined_provenance, identity, run_seeds
 from experiments.common.plots import landscapes
 from experiments.common.prediction import predict_methods
-from experiments.common.presets import CPU_METHODS, TINY_METHODS, Combo, scan_split
+from experiments.common.presets import Combo, load_presets, scan_split
 from experiments.common.provenance import begin_run
 from experiments.common.sources import check_source
 from experiments.common.stats import aggregate_seeds, format_mean_sd
@@ -31,7 +31,6 @@ from experiments.common.training import train_methods, training_summary
 from experiments.fig4_landscapes.analysis import compare_landscapes, landscape_values
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
-from nequip_jax.train.ensemble import DIVERSE_VARIANTS
 from nequip_jax.train.loop import member_keys
 from nequip_jax.uncertainty.metrics import mean_force_error
 
@@ -61,27 +60,7 @@ class LandscapeConfig:
     resemble: float = 0.5
 
 
-PRESETS: dict[str, LandscapeConfig] = {
-    "paper": LandscapeConfig(
-        methods=MethodsConfig(
-            base="paper",
-            model={"feature_dim": None},
-            n_traditional=10,
-            n_diverse_traditional=3,
-            diverse_variants=DIVERSE_VARIANTS,
-            max_components=49,
-        ),
-        combo=Combo("300K", 100, 32),
-    ),
-    # Same training as the cpu preset of Fig. 2 (f = 16, 4 + (2 + 2) networks, 40 epochs).
-    "cpu": LandscapeConfig(methods=CPU_METHODS, combo=Combo("300K", 100, 16)),
-    "tiny": LandscapeConfig(
-        methods=TINY_METHODS,
-        combo=Combo("300K", 12, 4),
-        seeds=(0, 1),
-        max_scan_frames=12,
-    ),
-}
+PRESETS: dict[str, LandscapeConfig] = load_presets("fig4_landscapes", LandscapeConfig)
 
 
 def _log(message: str) -> None:

@@ -28,7 +28,7 @@ from experiments.common.networks import networks_from_info
 from experiments.common.pieces import Stages, combined_provenance, identity, run_seeds
 from experiments.common.plots import error_distributions
 from experiments.common.prediction import predict_methods
-from experiments.common.presets import CPU_METHODS, TINY_METHODS, scan_split
+from experiments.common.presets import load_presets, scan_split
 from experiments.common.provenance import begin_run
 from experiments.common.sources import check_source, fingerprint
 from experiments.common.stats import format_mean_sd
@@ -43,7 +43,6 @@ from experiments.fig5_active_learning.analysis import (
 )
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
-from nequip_jax.train.ensemble import DIVERSE_VARIANTS
 from nequip_jax.train.loop import member_keys
 
 __all__ = ["ALConfig", "PRESETS", "PAPER_TABLE_I", "run"]
@@ -99,36 +98,7 @@ PAPER_TABLE_I = {
     },
 }
 
-PRESETS: dict[str, ALConfig] = {
-    "paper": ALConfig(
-        methods=MethodsConfig(
-            base="paper",
-            model={"feature_dim": None},
-            n_traditional=10,
-            n_diverse_traditional=3,
-            diverse_variants=DIVERSE_VARIANTS,
-            max_components=49,
-        ),
-        num_features=16,
-    ),
-    # 2-core CPU: f = 16 (8-D GMM features, the paper's setting), BIC over K = 1 … 49, 4
-    # traditional members, a 4-member diverse ensemble (2 + 2 variants), converged networks,
-    # 200 structures per scan.
-    "cpu": ALConfig(
-        methods=dataclasses.replace(CPU_METHODS, max_components=49),
-        num_features=16,
-        max_scan_frames=200,
-    ),
-    "tiny": ALConfig(
-        methods=TINY_METHODS,
-        num_features=4,
-        n_train=12,
-        n_add=4,
-        max_pool=16,
-        max_scan_frames=8,
-        seeds=(0, 1),
-    ),
-}
+PRESETS: dict[str, ALConfig] = load_presets("fig5_active_learning", ALConfig)
 
 
 def _log(message: str) -> None:

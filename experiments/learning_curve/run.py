@@ -5,7 +5,8 @@ train_300K (DFT; N includes the 10 % validation share), test energy and force RM
 
 from __future__ import annotations
 
-from experiments.common.single_runs import TINY_OVERRIDES, Study, study_runner
+from experiments.common.presets import load_presets
+from experiments.common.single_runs import Study, study_runner
 
 __all__ = ["PRESETS", "PUBLISHED", "run"]
 
@@ -17,20 +18,7 @@ PUBLISHED = {
     "test_1200K": (38.5, 76.2),
 }
 
-SIZES = (50, 100, 250, 450)
-
-PRESETS = {
-    "cpu": Study(
-        name="cpu", base="cpu", variants={f"N={n}": (f"data.n_train={n}",) for n in SIZES}
-    ),
-    "tiny": Study(
-        name="tiny",
-        base="cpu",
-        variants={f"N={n}": TINY_OVERRIDES + (f"data.n_train={n}",) for n in (8, 12)},
-        seeds=(0,),
-        max_test_frames=4,
-    ),
-}
+PRESETS: dict[str, Study] = load_presets("learning_curve", Study)
 
 TITLE = "Learning curve of the cpu model (DFT train_300K, converged single networks)"
 
