@@ -1,14 +1,16 @@
-"""Calibration of three uncertainties on the final models of an on-the-fly run.
+"""Calibration of the uncertainty methods on the final models of an on-the-fly run.
 
 The GMM NLL (Zhu et al. 2023, Eq. (8)) is in feature-space nats, the ensemble σ (Eq. (4)) in
 eV/Å but not an error, and the paper names calibration as future work. Here each uncertainty U
 is mapped to an expected per-atom force error ε (Eq. (2)) on a held-out calibration set, and
-turned into split-conformal upper bounds with a stated coverage:
+turned into split-conformal upper bounds with a stated coverage. Every informative registered
+method (:mod:`nequip_jax.uncertainty.registry`) is calibrated (:func:`score_sets`):
 
-* ``gmm`` — NLL of the final GMM-triggered model, ε of that model;
-* ``llpr`` — last-layer prediction rigidity (Bigi et al. 2024) on the *same* final features of
-  the same model, α² and ς² fitted on calibration half A; ε of that model;
-* ``ensemble`` — σ of the final ensemble-triggered ensemble, ε of its mean force;
+* single-model methods (the GMM NLL, LLPR of Bigi et al. 2024, ...) on the final features of
+  the final GMM-triggered model — the model's own head, the others fitted on its training
+  features and, when the method has a ``recalibrate`` (LLPR's α² and ς²), recalibrated on
+  calibration half A; ε of that model;
+* ensemble methods (σ) on the final ensemble-triggered ensemble, ε of its mean force;
 * ``constant`` — no uncertainty (one error scale for every atom): the baseline that shows what
   an uncertainty adds to an interval (adaptivity, i.e. narrower bounds where errors are small).
 
@@ -48,8 +50,9 @@ from nequip_jax.otf.data import (
     write_xyz,
 )
 from nequip_jax.uncertainty import calibration as cal
-from nequip_jax.uncertainty import llpr
 from nequip_jax.uncertainty.metrics import force_error_per_atom, spearman
+from nequip_jax.uncertainty.protocol import ModelOutputs
+from nequip_jax.uncertainty.registry import get_method, methods_for
 
 __all__ = ["CalibrationConfig", "run", "score_sets"]
 
@@ -89,65 +92,91 @@ def _calibration_frames(otf: OTFConfig, n: int, cache: Path, oracle) -> list:
     return read_xyz(path)
 
 
-def score_sets(single: Surrogate, ensemble: Surrogate, sets: dict[str, list]) -> dict:
-    """Per atom, for every set: ε and U of each method, residuals and features of the single
-    model. Returns ``{set: {"eps_single", "eps_ensemble", "nll", "sigma", "features",
-    "residual_single"}}`` (arrays over all atoms of the set)."""
-    out = {}
-    for name, frames in sets.items():
-        truth = [a.get_forces() for a in frames]
-        p1, p2 = single.predict(frames), ensemble.predict(frames)
-        out[name] = {
-            "eps_single": np.concatenate(
-                [force_error_per_atom(f, t) for f, t in zip(p1["forces"], truth)]
-            ),
-            "eps_ensemble": np.concatenate(
-                [force_error_per_atom(f, t) for f, t in zip(p2["forces"], truth)]
-            ),
-            "residual_single": np.concatenate([f - t for f, t in zip(p1["forces"], truth)]),
-            "nll": np.concatenate(p1["uncertainty"]),
-            "sigma": np.concatenate(p2["uncertainty"]),
-            "features": np.concatenate(p1["features"]),
-        }
-    return out
+#: The baseline without an uncertainty: one error scale for every atom.
+CONSTANT = "constant"
 
 
-def _methods(scored: dict, train_features: np.ndarray) -> tuple[dict, dict]:
-    """U and ε per method and set; LLPR fitted on the training features, α²/ς² on half A."""
-    state = llpr.fit_llpr(train_features)
-    scale = float(np.trace(state.gram)) / state.gram.shape[0]
-    state = llpr.calibrate_llpr(
-        state,
-        scored["cal_A"]["features"],
-        scored["cal_A"]["residual_single"],
-        reg_grid=np.geomspace(1e-8, 1e1, 28) * scale,
-    )
-    methods = {}
-    for name, s in scored.items():
-        methods[name] = {
-            "gmm": (s["nll"], s["eps_single"]),
-            "llpr": (np.sqrt(llpr.llpr_variance(state, s["features"])), s["eps_single"]),
-            "ensemble": (s["sigma"], s["eps_ensemble"]),
-            "constant": (np.ones_like(s["nll"]), s["eps_single"]),
-        }
-    info = {"alpha2": state.alpha2, "reg": state.reg, "n_rows": state.n_rows}
-    return methods, info
+def score_sets(
+    single: Surrogate,
+    ensemble: Surrogate,
+    sets: dict[str, list],
+    train_atoms: list,
+    *,
+    key: jax.Array,
+    recalibrate_on: str = "cal_A",
+) -> tuple[dict, dict]:
+    """U and ε per atom of every set for every informative registered method, and the
+    constant baseline.
+
+    Single-model methods score the final features of ``single``: its own head's method with the
+    head's state, the others fitted on its training features (``train_atoms``; ``key`` for
+    methods that draw) and, where the method defines ``recalibrate``, recalibrated on the force
+    residuals of the set ``recalibrate_on``; their ε is that of ``single``. Ensemble methods score
+    the members of ``ensemble``, ε of its mean force.
+
+    Returns:
+        ``({set: {method: (U [n], ε [n])}}, {method: its state's ``describe``})``.
+    """
+    truth = {name: [a.get_forces() for a in frames] for name, frames in sets.items()}
+
+    def eps(pred, name):
+        pairs = zip(pred["forces"], truth[name])
+        return np.concatenate([force_error_per_atom(f, t) for f, t in pairs])
+
+    p_single = {name: single.predict(frames) for name, frames in sets.items()}
+    features = {name: np.concatenate(p["features"]) for name, p in p_single.items()}
+    eps_single = {name: eps(p, name) for name, p in p_single.items()}
+    methods: dict[str, dict] = {name: {} for name in sets}
+    described = {}
+    head = single.model.head
+    train_features = None
+    for name in methods_for("potential", informative=True):
+        method = get_method(name)
+        if head is not None and head.method == name:
+            state = head.state
+        else:
+            if train_features is None:
+                train_features = np.concatenate(single.predict(train_atoms)["features"])
+            state = method.fit(ModelOutputs(features=train_features), key=key)
+        if method.recalibrate is not None:
+            residuals = np.concatenate(
+                [f - t for f, t in zip(p_single[recalibrate_on]["forces"], truth[recalibrate_on])]
+            )
+            state = method.recalibrate(
+                state, ModelOutputs(features=features[recalibrate_on]), residuals
+            )
+        described[name] = method.describe(state)
+        for s in sets:
+            u = np.asarray(method.score(state, ModelOutputs(features=features[s])))
+            methods[s][name] = (u, eps_single[s])
+    for name in methods_for("ensemble", informative=True):
+        for s, frames in sets.items():
+            pred = ensemble.model.predict(frames, method=name)
+            methods[s][name] = (np.concatenate(pred["uncertainty"]), eps(pred, s))
+        described[name] = get_method(name).describe(get_method(name).fit())
+    for s in sets:
+        methods[s][CONSTANT] = (np.ones_like(eps_single[s]), eps_single[s])
+    return methods, described
 
 
 def _calibrators(method: str, u_a: np.ndarray, eps_a: np.ndarray) -> dict:
-    """ĝ(U) ≈ E[ε | U] fitted on half A, one per calibrator kind."""
+    """ĝ(U) ≈ E[ε | U] fitted on half A, one per calibrator kind: isotonic and power law for
+    every method (the power law on log U, or on U itself for a log-likelihood score in nats,
+    which may be negative), and "direct" for a score that is a force-component standard
+    deviation (eV/Å, or made one by the method's ``recalibrate``)."""
     floor = 1e-6
-    if method == "constant":
+    if method == CONSTANT:
         mean = float(np.mean(eps_a))
         return {"constant": lambda u: np.full(np.shape(u), mean)}
-    transform = "identity" if method == "gmm" else "log"
+    spec = get_method(method)
+    transform = "identity" if spec.unit == "nats" else "log"
     iso = cal.fit_isotonic(u_a, eps_a)
     power = cal.fit_power_law(u_a, eps_a, u_transform=transform)
     out = {
         "isotonic": lambda u: np.maximum(cal.predict_isotonic(iso, u), floor),
         "power law": lambda u: np.maximum(cal.predict_power_law(power, u), floor),
     }
-    if method != "gmm":  # σ in eV/Å: use it directly as the per-component standard deviation
+    if spec.unit == "eV/Å" or spec.recalibrate is not None:
         out["direct"] = lambda u: np.maximum(cal.MEAN_EPS_PER_SIGMA * np.asarray(u), floor)
     return out
 
@@ -173,7 +202,7 @@ def evaluate(methods: dict, test_names: list[str], alpha: float) -> list[dict]:
                 scale = g(u)
                 upper = cal.conformal_upper(conformal, scale)
                 curve = cal.calibration_curve(cal.chi3_pit(eps, cal.sigma_from_mean_eps(scale)))
-                rho = spearman(u, eps) if method != "constant" else float("nan")
+                rho = spearman(u, eps) if method != CONSTANT else float("nan")
                 row["splits"][split] = {
                     "coverage": cal.coverage(eps, upper),
                     "mean_upper": float(np.mean(upper)),
@@ -234,9 +263,9 @@ def run(
     frames = _calibration_frames(otf, config.n_calibration, otf_dir / "cache", oracle)
     half = len(frames) // 2
     sets = {"cal_A": frames[:half], "cal_B": frames[half:], **tests}
-    scored = score_sets(single, ensemble, sets)
-    train_features = np.concatenate(single.predict(train_atoms)["features"])
-    methods, llpr_info = _methods(scored, train_features)
+    methods, states = score_sets(
+        single, ensemble, sets, train_atoms, key=jax.random.fold_in(run_keys(otf.seed)["head"], 0)
+    )
     names = list(tests)
     rows = evaluate(methods, names, config.alpha)
     report = {
@@ -244,7 +273,7 @@ def run(
         "alpha": config.alpha,
         "n_structures": {k: len(v) for k, v in sets.items()},
         "n_train_gmm_model": len(train_atoms),
-        "llpr": llpr_info,
+        "states": states,
         "stand_ins": notes,
         "rows": rows,
         "provenance": provenance(

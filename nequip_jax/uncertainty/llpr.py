@@ -312,9 +312,19 @@ def _score(state: LLPRState, outputs: ModelOutputs):
     return jnp.sqrt(state.alpha2 * jnp.sum(z * z, axis=-1))
 
 
+def _recalibrate(state: LLPRState, outputs: ModelOutputs, errors) -> LLPRState:
+    """α² and ς² by maximum likelihood of held-out force residuals ``errors`` [n_atoms, 3]
+    (:func:`calibrate_llpr`), ς² from 28 values log-spaced over 1e-8 … 10 times the mean
+    eigenvalue scale of ΦᵀΦ (its trace over d)."""
+    scale = float(np.trace(state.gram)) / state.gram.shape[0]
+    grid = np.geomspace(1e-8, 1e1, 28) * scale
+    return calibrate_llpr(state, outputs.features, np.asarray(errors), reg_grid=grid)
+
+
 #: Bigi et al. (2024), per-atom proxy: σ_i = α sqrt(f_iᵀ (ΦᵀΦ + ς² I)⁻¹ f_i) on the final scalar
-#: features (one row per training atom, α² = 1 unless calibrated with :func:`calibrate_llpr`);
-#: a structure's score is the square root of the summed atomic variances, like the ensemble's.
+#: features (one row per training atom, α² = 1 unless recalibrated on held-out force residuals,
+#: :func:`calibrate_llpr`); a structure's score is the square root of the summed atomic
+#: variances, like the ensemble's.
 LLPR = UncertaintyMethod(
     name="llpr",
     model="potential",
@@ -326,4 +336,5 @@ LLPR = UncertaintyMethod(
     save=save_state,
     load=lambda path: load_state(LLPRState, Path(path)),
     describe=lambda state: {"reg": float(state.reg), "alpha2": float(state.alpha2)},
+    recalibrate=_recalibrate,
 )

@@ -10,7 +10,10 @@ no data; its fitted state is a pytree (a NamedTuple of arrays):
   on-device MD step), or evaluated on host numpy arrays (then in numpy, float64);
 * ``aggregate(per_atom, structure_index, n_structures) -> [S]`` — the structure-level score
   of Zhu et al. (2023), text before Eq. (11);
-* ``save(state, path)`` / ``load(path) -> state`` — one file, written atomically.
+* ``save(state, path)`` / ``load(path) -> state`` — one file, written atomically;
+* ``recalibrate(state, outputs, errors) -> state`` (optional) — for a score that estimates a
+  force-error standard deviation up to a scale fitted on held-out atoms (LLPR's α²): fit that
+  scale to the errors ``[n_atoms, 3]`` (force residuals) of held-out ``outputs``.
 
 A method declares which model it needs (``"potential"``: one network, its final scalar
 features; ``"ensemble"``: the members' forces) through :class:`ModelOutputs`. Callers — the ASE
@@ -72,6 +75,8 @@ class UncertaintyMethod(NamedTuple):
         informative: False for a score that carries no information about the error (the random
             baseline): the on-the-fly loop then spends its label budget at random steps instead
             of thresholding the score.
+        recalibrate: ``(state, outputs, errors) -> state`` or ``None``: the score is then a
+            force-component standard deviation (eV/Å) once recalibrated on held-out errors.
     """
 
     name: str
@@ -85,6 +90,7 @@ class UncertaintyMethod(NamedTuple):
     load: Callable[[Path], Any]
     describe: Callable[[Any], dict]
     informative: bool = True
+    recalibrate: Callable[[Any, ModelOutputs, Any], Any] | None = None
 
 
 def array_module(*arrays):

@@ -72,7 +72,7 @@ def test_calibration_on_the_tiny_models(tiny_otf, tmp_path):
             assert 0.0 <= r["coverage"] <= 1.0 and r["mean_upper"] > 0
             assert 0.0 <= r["miscalibration_area"] <= 0.5
             assert np.all(np.diff(r["curve"]["observed"]) >= 0)
-    assert report["llpr"]["alpha2"] > 0
+    assert report["states"]["llpr"]["alpha2"] > 0 and report["states"]["gmm"]["n_components"] >= 1
     assert report["provenance"]["preset"] == "tiny" and report["provenance"]["data"]["files"]
     assert str(workdir) not in json.dumps(report["provenance"])
     assert (tmp_path / "calibration.md").read_text().count("|") > 10

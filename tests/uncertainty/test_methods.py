@@ -311,3 +311,20 @@ def test_a_new_method_is_one_definition_and_a_registry_entry(frames_300K, tiny_m
     np.testing.assert_allclose(got["calculator"], expected[:27], rtol=1e-5)
     np.testing.assert_allclose(got["surrogate"], expected.reshape(3, 27).max(axis=1), rtol=1e-5)
     assert (tmp_path / "model" / "norm.npz").is_file()
+
+
+def test_llpr_recalibration_is_the_maximum_likelihood_alpha2(x64):
+    """``recalibrate`` of LLPR: α² is the closed-form maximum of the Gaussian likelihood of the
+    held-out residual components, mean(e²/v) over components for the chosen ς² (Bigi et al.
+    2024); the other methods have nothing to recalibrate."""
+    from nequip_jax.uncertainty import llpr
+    from nequip_jax.uncertainty.registry import METHODS
+
+    rng = np.random.default_rng(5)
+    train, held = rng.normal(size=(300, 6)), rng.normal(size=(120, 6))
+    residuals = rng.normal(scale=0.2, size=(120, 3))
+    state = METHODS["llpr"].fit(ModelOutputs(features=train))
+    tuned = METHODS["llpr"].recalibrate(state, ModelOutputs(features=held), residuals)
+    v = llpr.llpr_variance(tuned._replace(alpha2=1.0), held)
+    assert tuned.alpha2 == pytest.approx(np.mean(residuals**2 / v[:, None]), rel=1e-10)
+    assert [m.name for m in METHODS.values() if m.recalibrate is not None] == ["llpr"]
