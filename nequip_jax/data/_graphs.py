@@ -67,14 +67,27 @@ def round_up(value: float, multiple: int) -> int:
     return int(q * multiple)
 
 
-def shared_budget(budget: PaddingBudget) -> PaddingBudget:
-    """``budget`` with its nodes and edges rounded up to multiples of 8 (counts up to 256) or
-    64, so that data sets of similar size share one compiled shape."""
+def shared_budget(budget: PaddingBudget, batch_size: int | None = None) -> PaddingBudget:
+    """``budget`` padded so that data sets of similar size share one compiled shape.
+
+    Nodes and edges are rounded up to 16 steps per power of two (a multiple of
+    ``2^(floor(log2 n) − 4)``, at least 8; at most 1/16 more than needed). A budget for fewer
+    structures than ``batch_size`` (a data set smaller than one batch) first takes the next
+    power of two of graphs (at most ``batch_size``) and nodes and edges in proportion, so that
+    small data sets of other sizes share it too.
+    """
+    n_node, n_edge, n_graph = budget
+    k = n_graph - 1
+    if batch_size is not None and 0 < k < batch_size:
+        target = min(1 << (k - 1).bit_length(), batch_size)
+        n_node = math.ceil((n_node - 1) * target / k) + 1
+        n_edge = math.ceil(n_edge * target / k)
+        n_graph = target + 1
 
     def rounded(n: int) -> int:
-        return round_up(n, 64 if n > 256 else 8)
+        return round_up(n, max(8, 1 << max(n.bit_length() - 5, 0)))
 
-    return budget._replace(n_node=rounded(budget.n_node), n_edge=rounded(budget.n_edge))
+    return PaddingBudget(rounded(n_node), rounded(n_edge), n_graph)
 
 
 def species_indices(

@@ -97,8 +97,10 @@ class NequIP(nn.Module):
             edge_mask: [n_edge] bool, real edges.
             node_mask: [n_node] bool, real atoms.
             radial: scalar ``r_max``, ``cutoff_p`` and ``avg_num_neighbors`` replacing the
-                config's (one member of a vmapped group with per-member cutoffs); ``None``
-                uses the config. Edges longer than this ``r_max`` contribute nothing.
+                config's (one member of a vmapped group with per-member cutoffs, or the values
+                a program keyed on :func:`nequip_jax.model.program_config` takes as
+                arguments); ``None`` uses the config. Edges longer than this ``r_max``
+                contribute nothing.
 
         Returns:
             ``node_energy`` [n_node] (eV; zero on padding atoms) and ``features``
@@ -118,18 +120,22 @@ class NequIP(nn.Module):
                 "[n_edge]."
             )
         edge_vectors = edge_vectors.astype(dtype)
+        # The config's values go through the same arithmetic as values passed in (one set of
+        # numbers whether or not a program takes them as arguments).
         if radial is None:
-            r_max, cutoff_p, avg_num_neighbors = cfg.r_max, cfg.cutoff_p, None
+            radial = RadialSettings.of(cfg)
+        shapes = [jnp.shape(v) for v in radial if v is not None]
+        if any(shape != () for shape in shapes):
+            raise ValueError(
+                f"radial settings must be scalars for one model, got shapes {shapes}; "
+                "jax.vmap over the member axis of a group's RadialSettings."
+            )
+        r_max = jnp.asarray(radial.r_max, dtype)
+        if radial.cutoff_p is None:
+            cutoff_p = cfg.cutoff_p
         else:
-            shapes = [jnp.shape(v) for v in radial]
-            if any(shape != () for shape in shapes):
-                raise ValueError(
-                    f"radial settings must be scalars for one model, got shapes {shapes}; "
-                    "jax.vmap over the member axis of a group's RadialSettings."
-                )
-            r_max = jnp.asarray(radial.r_max, dtype)
             cutoff_p = jnp.asarray(radial.cutoff_p, jnp.int32)
-            avg_num_neighbors = jnp.asarray(radial.avg_num_neighbors, dtype)
+        avg_num_neighbors = jnp.asarray(radial.avg_num_neighbors, dtype)
 
         # Edge attributes: spherical harmonics of the direction and the radial embedding.
         lengths2 = jnp.sum(edge_vectors**2, axis=-1)

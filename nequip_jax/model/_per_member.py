@@ -20,7 +20,7 @@ import numpy as np
 
 from nequip_jax.model._config import NequIPConfig
 
-__all__ = ["RADIAL_FIELDS", "RadialSettings", "group_radial"]
+__all__ = ["RADIAL_FIELDS", "RadialSettings", "group_radial", "program_config"]
 
 #: The :class:`NequIPConfig` fields that may differ between the members of one vmapped group.
 RADIAL_FIELDS = ("r_max", "cutoff_p", "avg_num_neighbors")
@@ -34,13 +34,28 @@ class RadialSettings(NamedTuple):
 
     Attributes:
         r_max: cutoff radius (Å), float.
-        cutoff_p: exponent p of the polynomial envelope, int32.
+        cutoff_p: exponent p of the polynomial envelope, int32; ``None``: the config's (a Python
+            int inside the program, for members that share it).
         avg_num_neighbors: the convolution sum is divided by its square root, float.
     """
 
     r_max: Any
     cutoff_p: Any
     avg_num_neighbors: Any
+
+    @classmethod
+    def of(cls, config: NequIPConfig, n_members: int | None = None) -> RadialSettings:
+        """The values of one ``config`` as host arrays in the model's dtype, ``cutoff_p``
+        ``None`` (the config's): scalars, or ``[n_members]`` copies for a group whose members
+        share them. Passed to a program keyed on :func:`program_config`, they let every
+        model of the same shapes share one compiled program."""
+        dtype = np.float64 if config.dtype == "float64" else np.float32
+        shape = () if n_members is None else (n_members,)
+        return cls(
+            r_max=np.full(shape, config.r_max, dtype),
+            cutoff_p=None,
+            avg_num_neighbors=np.full(shape, config.avg_num_neighbors, dtype),
+        )
 
     @classmethod
     def stack(cls, configs: Sequence[NequIPConfig]) -> RadialSettings:
@@ -55,7 +70,7 @@ class RadialSettings(NamedTuple):
         """Host copies with ``r_max`` and ``avg_num_neighbors`` in ``dtype`` (the model's)."""
         return RadialSettings(
             r_max=np.asarray(self.r_max, dtype),
-            cutoff_p=np.asarray(self.cutoff_p, np.int32),
+            cutoff_p=None if self.cutoff_p is None else np.asarray(self.cutoff_p, np.int32),
             avg_num_neighbors=np.asarray(self.avg_num_neighbors, dtype),
         )
 
@@ -64,14 +79,14 @@ class RadialSettings(NamedTuple):
         return dataclasses.replace(
             config,
             r_max=float(self.r_max[j]),
-            cutoff_p=int(self.cutoff_p[j]),
+            cutoff_p=config.cutoff_p if self.cutoff_p is None else int(self.cutoff_p[j]),
             avg_num_neighbors=float(self.avg_num_neighbors[j]),
         )
 
     def take(self, indices: Sequence[int]) -> RadialSettings:
         """The settings of the members ``indices`` (in that order)."""
         idx = np.asarray(indices, np.int64)
-        return RadialSettings(*(np.asarray(v)[idx] for v in self))
+        return RadialSettings(*(None if v is None else np.asarray(v)[idx] for v in self))
 
     def to_dict(self) -> dict[str, list]:
         """JSON-serialisable lists (floats and ints round-trip exactly)."""
@@ -95,6 +110,18 @@ class RadialSettings(NamedTuple):
             cutoff_p=np.asarray(values["cutoff_p"], np.int32),
             avg_num_neighbors=np.asarray(values["avg_num_neighbors"], np.float64),
         )
+
+
+def program_config(config: NequIPConfig) -> NequIPConfig:
+    """The configuration a compiled program is keyed on: ``config`` with the values that enter
+    the program as arguments replaced by fixed placeholders — ``r_max`` and
+    ``avg_num_neighbors`` (passed as :class:`RadialSettings`) and, when they are trainable, the
+    energy scales and shifts (parameters; the config only initialises them). Two models that
+    differ only in these (e.g. trained on different data) therefore share their programs."""
+    fixed = {"r_max": 1.0, "avg_num_neighbors": 1.0}
+    if config.trainable_scale_shift:
+        fixed.update(energy_shift=(), energy_scale=1.0)
+    return dataclasses.replace(config, **fixed)
 
 
 def group_radial(configs: Sequence[NequIPConfig]) -> RadialSettings | None:

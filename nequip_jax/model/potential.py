@@ -36,6 +36,7 @@ from flax import serialization
 from nequip_jax._io import atomic_folder
 from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget, shared_budget
 from nequip_jax.model._config import NequIPConfig
+from nequip_jax.model._per_member import RadialSettings, program_config
 from nequip_jax.model._predict import make_model_fns, model_jit
 
 __all__ = [
@@ -87,10 +88,22 @@ def potential_program(config: NequIPConfig, method: str | None = None) -> Callab
     uncertainty ``method`` (a :mod:`nequip_jax.uncertainty.registry` name), its per-atom score
     ``uncertainty`` computed from the features in the same program.
 
-    One program per (configuration, method) and process, shared by :class:`Potential`, the ASE
-    calculator and the on-the-fly surrogate, so a retrained or reloaded potential of the same
-    hyperparameters compiles nothing for shapes already seen.
+    The compiled program is keyed on :func:`~nequip_jax.model.program_config` and takes the
+    config's data-dependent values as arguments, so it is shared by :class:`Potential`, the ASE
+    calculator and the on-the-fly surrogate, and by every potential of the same shapes: a
+    retrained, reloaded or other-data potential compiles nothing for batch shapes already seen.
     """
+    program = _potential_program(program_config(config), method)
+    radial = RadialSettings.of(config)
+    return functools.partial(_bind_radial, program, radial)
+
+
+def _bind_radial(program: Callable, radial: RadialSettings, params, state, graph):
+    return program(params, state, radial, graph)
+
+
+@functools.lru_cache(maxsize=32)
+def _potential_program(config: NequIPConfig, method: str | None) -> Callable:
     _, predict = make_model_fns(config)
     score = None
     if method is not None:
@@ -99,8 +112,8 @@ def potential_program(config: NequIPConfig, method: str | None = None) -> Callab
 
         score = get_method(method).score
 
-    def run(params, state, graph):
-        out = predict(params, graph)
+    def run(params, state, radial, graph):
+        out = predict(params, graph, radial)
         if score is not None:
             out["uncertainty"] = score(state, ModelOutputs(features=out["features"]))
         return out
@@ -111,13 +124,24 @@ def potential_program(config: NequIPConfig, method: str | None = None) -> Callab
 @functools.lru_cache(maxsize=32)
 def ensemble_program(config: NequIPConfig) -> Callable:
     """Jitted ``(stacked params, radial | None, graph) -> outputs with a leading member axis`` of
-    a vmapped group of members with hyperparameters ``config`` (one per configuration and
-    process, like :func:`potential_program`).
+    a vmapped group of members with hyperparameters ``config`` (one compiled program per
+    :func:`~nequip_jax.model.program_config` and process, like :func:`potential_program`).
 
     ``radial`` holds the group's per-member :class:`nequip_jax.model.RadialSettings` (``None``
     when ``config`` describes every member); the graph is built with ``config.r_max``, the
     largest member cutoff.
     """
+    return functools.partial(_ensemble_call, _ensemble_program(program_config(config)), config)
+
+
+def _ensemble_call(program: Callable, config: NequIPConfig, params, radial, graph):
+    if radial is None:
+        radial = RadialSettings.of(config, len(jax.tree.leaves(params)[0]))
+    return program(params, radial, graph)
+
+
+@functools.lru_cache(maxsize=32)
+def _ensemble_program(config: NequIPConfig) -> Callable:
     _, predict = make_model_fns(config)
 
     def run(params, radial, graph):
@@ -149,7 +173,9 @@ def run_batched(
 
     ``fn`` returns ``energy`` (per graph) and per-node arrays. Budgets are rounded up so that
     data sets of similar size share one compiled shape. With ``member_axis`` every output has a
-    leading member axis, which is kept. ``budget`` fixes the padded shape instead (it must fit
+    leading member axis, which is kept (:func:`nequip_jax.data.shared_budget`: a data set smaller
+    than a batch is padded to the next power of two of structures). ``budget`` fixes the padded
+    shape instead (it must fit
     any ``batch_size`` structures of the data set), e.g. to keep one compiled shape while a data
     set grows.
 
@@ -158,7 +184,7 @@ def run_batched(
         per structure ([(members,) n_atoms, ...]).
     """
     if budget is None:
-        budget = shared_budget(compute_budget(dataset, batch_size))
+        budget = shared_budget(compute_budget(dataset, batch_size), batch_size)
     np_dtype = np.float64 if dtype == "float64" else np.float32
     axis = 1 if member_axis else 0
     chunks: dict[str, list] = {}

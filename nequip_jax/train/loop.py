@@ -41,6 +41,7 @@ from nequip_jax.data import (
     iterate_batches,
     paper_split,
     read_structures,
+    shared_budget,
 )
 from nequip_jax.model import (
     RADIAL_FIELDS,
@@ -50,6 +51,7 @@ from nequip_jax.model import (
     group_radial,
     make_model_fns,
     model_jit,
+    program_config,
 )
 from nequip_jax.train.checkpoint import load_checkpoint, save_checkpoint
 from nequip_jax.train.config import MEMBER_OPTIM_FIELDS, UNSET, RunConfig, group_settings
@@ -170,8 +172,12 @@ def prepare(config: RunConfig | Sequence[RunConfig], train_atoms, val_atoms) -> 
         species=species,
         train=train,
         val=val,
-        train_budget=compute_budget(train, bs),
-        eval_budget=compute_budget(eval_sets, base.optim.eval_batch_size),
+        # Rounded up (the one rounding of the library's budgets) so that data sets of similar
+        # size share the compiled steps.
+        train_budget=shared_budget(compute_budget(train, bs), bs),
+        eval_budget=shared_budget(
+            compute_budget(eval_sets, base.optim.eval_batch_size), base.optim.eval_batch_size
+        ),
         statistics={
             "avg_num_neighbors": stats.avg_num_neighbors,
             "energy_shift": [float(x) for x in stats.energy_shift],
@@ -307,10 +313,12 @@ def group_programs(
     """The jitted, member-``vmap``-ped training and evaluation steps of :func:`train_group`.
 
     One pair per (model configuration, optimiser kind, gradient clipping, EMA, energy loss) and
-    process: every group trained with these settings shares it, so a network trained again on
-    batches of a shape already seen (another seed, another member, a retraining round on a data
-    set of the same size) compiles nothing. The learning rate, the loss weights and the members'
-    cutoff settings are arguments, not part of the key.
+    process, with ``model_config`` a :func:`~nequip_jax.model.program_config` (the caller's
+    :func:`train_group` passes it so): every group trained with these settings shares it, so a
+    network trained again on batches of a shape already seen (another seed, another member, a
+    retraining round on other data) compiles nothing. The learning rate, the loss weights and
+    the members' cutoff settings (always given, ``cutoff_p`` ``None`` when the members share
+    the config's) are arguments, not part of the key.
 
     Returns:
         ``train_step(state, batch, learning_rate, energy_weight, forces_weight, active, radial)
@@ -499,10 +507,18 @@ def train_group(
     host = (lambda tree: tree) if mesh is None else fetch
     state, best_params = place(state), place(best_params)
     dtype = np.float64 if prep.model_config.dtype == "float64" else np.float32
-    radial = None if prep.radial is None else place(prep.radial.cast(dtype))
+    # The cutoff settings are arguments of the step programs, which are keyed on the config
+    # without them (and without the trainable energy scale/shift): groups that differ only in
+    # these (e.g. trained on other data) share the programs.
+    radial = prep.radial if prep.radial is not None else RadialSettings.of(prep.model_config, n)
+    radial = place(radial.cast(dtype))
 
     train_step, vmapped_eval = group_programs(
-        prep.model_config, optim.optimizer, optim.grad_clip, optim.ema_decay, optim.energy_loss
+        program_config(prep.model_config),
+        optim.optimizer,
+        optim.grad_clip,
+        optim.ema_decay,
+        optim.energy_loss,
     )
 
     def eval_step(params, batch):

@@ -144,8 +144,29 @@ def test_round_up_is_the_smallest_multiple_at_or_above(value, multiple):
 
 @pytest.mark.parametrize(
     "n_node, n_edge, want_node, want_edge",
-    [(1, 0, 8, 0), (27, 300, 32, 320), (256, 257, 256, 320), (300, 4100, 320, 4160)],
+    # 16 steps per power of two, at least 8: 300 in [256, 512) by 16, 4100 in [4096, 8192)
+    # by 256, 2598 and 2682 in [2048, 4096) by 128.
+    [(1, 0, 8, 0), (27, 300, 32, 304), (256, 257, 256, 272), (300, 4100, 304, 4352)]
+    + [(127, 2598, 128, 2688), (128, 2682, 128, 2688)],
 )
-def test_shared_budget_rounds_to_8_up_to_256_then_64(n_node, n_edge, want_node, want_edge):
+def test_shared_budget_rounds_to_sixteen_steps_per_octave(n_node, n_edge, want_node, want_edge):
     budget = shared_budget(PaddingBudget(n_node=n_node, n_edge=n_edge, n_graph=3))
     assert budget == PaddingBudget(n_node=want_node, n_edge=want_edge, n_graph=3)
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(1, 10**7))
+def test_shared_budget_pads_at_most_a_sixteenth(n):
+    got = shared_budget(PaddingBudget(n_node=n, n_edge=n, n_graph=2)).n_edge
+    assert n <= got <= max(n + 7, n * (1 + 1 / 16))
+
+
+def test_small_data_sets_share_the_budget_of_the_next_power_of_two_of_structures():
+    # 11 and 13 structures of 27 atoms and ~400 edges each, batches of 32: both padded as 16.
+    eleven = shared_budget(PaddingBudget(n_node=11 * 27 + 1, n_edge=11 * 400, n_graph=12), 32)
+    thirteen = shared_budget(PaddingBudget(n_node=13 * 27 + 1, n_edge=13 * 400, n_graph=14), 32)
+    # 16 * 27 + 1 = 433 -> 448 (by 16); 16 * 400 = 6400 = 25 * 256 (by 256).
+    assert eleven == thirteen == PaddingBudget(n_node=448, n_edge=6400, n_graph=17)
+    # Never more graphs than a batch; a full batch keeps its count.
+    assert shared_budget(PaddingBudget(n_node=5 * 27 + 1, n_edge=2000, n_graph=6), 6).n_graph == 7
+    assert shared_budget(PaddingBudget(n_node=136, n_edge=2000, n_graph=6), 5).n_graph == 6

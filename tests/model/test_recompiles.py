@@ -16,7 +16,8 @@ import jax
 import numpy as np
 
 from nequip_jax.calculator import NequIPCalculator
-from nequip_jax.model import Potential
+from nequip_jax.data import compute_budget
+from nequip_jax.model import NequIP, Potential, energy_forces_features
 from nequip_jax.model.ensemble import Ensemble
 from nequip_jax.train import RunConfig, train
 from nequip_jax.train.config import apply_overrides
@@ -47,6 +48,37 @@ def test_potential_predict_compiles_once_per_configuration(
 ):
     other = _reweighted(potential64, 3.0)
     _no_new_programs(potential64, other, 3.0, "forces", frames_300K[:5], lowerings)
+
+
+def test_potentials_of_other_data_statistics_share_the_program(
+    x64, potential64, frames_300K, lowerings
+):
+    """Another neighbour normalisation, cutoff and energy scale/shift (what training on other
+    data changes) lower no program; the outputs are those of the module evaluated directly with
+    that configuration."""
+    frames = frames_300K[:5]
+    potential64.predict(frames, batch_size=2)
+    config = dataclasses.replace(
+        potential64.config,
+        avg_num_neighbors=2.5 * potential64.config.avg_num_neighbors,
+        r_max=potential64.config.r_max + 1e-3,  # a cutoff that keeps every edge and its count
+        energy_shift=tuple(s - 0.5 for s in potential64.config.shifts),
+    )
+    other = dataclasses.replace(potential64, config=config)
+    with lowerings() as counted:
+        out = other.predict(frames, batch_size=2)
+    assert counted.n == 0, counted.names
+    graphs = other.graphs(frames)
+    budget = compute_budget(graphs, len(frames))
+    batch = graphs.batch(np.arange(len(frames)), budget, dtype=np.float64)
+    direct = energy_forces_features(NequIP(config), other.params, batch)
+    n = sum(len(a) for a in frames)
+    np.testing.assert_allclose(out["energy"], np.asarray(direct["energy"])[: len(frames)])
+    np.testing.assert_allclose(
+        np.concatenate(out["forces"]), np.asarray(direct["forces"])[:n], rtol=1e-10, atol=1e-12
+    )
+    before = potential64.predict(frames, batch_size=2)
+    assert np.abs(np.concatenate(out["forces"]) - np.concatenate(before["forces"])).max() > 1e-6
 
 
 def test_ensemble_predict_compiles_once_per_configuration(x64, ensemble64, frames_300K, lowerings):
