@@ -7,15 +7,8 @@ import numpy as np
 import pytest
 
 from nequip_jax import load
-from nequip_jax.data import GraphDataset, compute_budget, iterate_batches
-from nequip_jax.model import NequIPConfig, make_model_fns
-from nequip_jax.train import (
-    RunConfig,
-    init_train_state,
-    make_optimizer,
-    make_train_step,
-    train,
-)
+from nequip_jax.train import RunConfig, train
+from nequip_jax.train.config import apply_overrides
 
 
 def _params_equal(a, b):
@@ -112,27 +105,22 @@ def test_same_seed_same_result_and_resume(frames_300K, tiny_run_config, tmp_path
     _params_equal(load(tmp_path / "a" / "model").params, full.params)
 
 
-def test_train_step_traces_once_per_shape(frames_300K, tiny_model):
-    frames = frames_300K[:7]
-    ds = GraphDataset(frames, 4.0, [1, 6, 7, 8])
-    config = NequIPConfig(num_species=4, avg_num_neighbors=12.0, **tiny_model)
-    init, predict = make_model_fns(config)
-    traces = []
-
-    def counting_predict(params, graph):
-        traces.append(1)
-        return predict(params, graph)
-
-    budget = compute_budget(ds, 3)
-    optimizer = make_optimizer("adam", 1e-3)
-    state = init_train_state(init(jax.random.key(0), ds.batch([0], budget)), optimizer)
-    step = jax.jit(make_train_step(counting_predict, optimizer))
-    for epoch in range(2):
-        for batch in iterate_batches(ds, 3, budget, key=jax.random.key(epoch)):
-            state, sums = step(state, batch, 1e-3, 1.0, 1.0, True)
-    # 7 structures in batches of 3: two full batches and one partial, all one shape.
-    assert len(traces) == 1
-    assert np.isfinite(float(sums.forces_sq))
+def test_an_epoch_of_uneven_batches_lowers_one_step_program(
+    frames_300K, tiny_run_config, lowerings, tmp_path
+):
+    """7 structures in batches of 3 (two full batches and a partial one) over two epochs: the
+    trainer's production step is lowered once. The model width is this test's own, so no
+    other test in the process has compiled its program already."""
+    config = RunConfig.from_dict(
+        apply_overrides(
+            tiny_run_config(batch_size=3, max_epochs=2).to_dict(), ["model.radial_mlp_width=7"]
+        )
+    )
+    with lowerings() as counted:
+        train(config, tmp_path, data=(frames_300K[:7], frames_300K[7:9]), verbose=False)
+    steps = [name for name in counted.names if "member_step" in str(name)]
+    assert len(steps) == 1, counted.names
+    assert len(_records(tmp_path)) == 2
 
 
 def _records(workdir):
