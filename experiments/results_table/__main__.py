@@ -1,5 +1,6 @@
 """``python -m experiments.results_table [--check]``: regenerate the results table of
-experiments/README.md from experiments/<name>/results/results.json.
+experiments/README.md from experiments/<name>/results/results.json, and copy the markdown
+sections it includes (``<!-- include: <path> -->``) from their files.
 
 With ``--check`` nothing is written: the command prints the difference and exits with status 1
 when the README's table differs from the generated one (0 when it is up to date).

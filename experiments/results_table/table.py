@@ -4,12 +4,17 @@ The table lies between the lines :data:`BEGIN` and :data:`END` of the README; ev
 the README is left alone. Each experiment of :data:`SOURCES` contributes its rows
 (:mod:`experiments.results_table.rows`) from ``experiments/<package>/results/results.json``, and
 one line on the machine it ran on below the table.
+
+Sections an experiment writes as markdown (e.g. ``experiments/otf/results/results.md``) are
+copied into the README between a line ``<!-- include: <path> -->`` (the path relative to the
+repository root) and the next line :data:`INCLUDE_END` (:func:`splice_includes`).
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -35,12 +40,16 @@ __all__ = [
     "source_rows",
     "render",
     "splice",
+    "splice_includes",
+    "INCLUDE_END",
     "generate",
     "diff",
 ]
 
 BEGIN = "<!-- results-table:begin -->"
 END = "<!-- results-table:end -->"
+INCLUDE_END = "<!-- include:end -->"
+_INCLUDE = re.compile(r"^<!-- include: (?P<path>\S+) -->$")
 
 
 class Source(NamedTuple):
@@ -165,6 +174,48 @@ def splice(readme: str, block: str, *, name: str = "README") -> str:
     return "\n".join(lines[: begins[0]] + block.split("\n") + lines[ends[0] + 1 :])
 
 
+def splice_includes(readme: str, root: str | Path, *, name: str = "README") -> str:
+    """``readme`` with the lines between each ``<!-- include: <path> -->`` and the next
+    :data:`INCLUDE_END` replaced by the text of ``root / path`` (a file of the repository).
+
+    Raises:
+        ValueError: an include without its end line, a path outside ``root`` or a missing file
+            (naming the README line and the remedy).
+    """
+    root = Path(root).resolve()
+    lines = readme.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        match = _INCLUDE.match(lines[i].strip())
+        if match is None:
+            out.append(lines[i])
+            i += 1
+            continue
+        where = f"{name}, line {i + 1}"
+        try:
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == INCLUDE_END)
+        except StopIteration:
+            raise ValueError(
+                f"{where}: {lines[i].strip()!r} has no {INCLUDE_END!r} line after it; add one "
+                "where the included text ends."
+            ) from None
+        path = (root / match["path"]).resolve()
+        if not path.is_relative_to(root):
+            raise ValueError(
+                f"{where}: {match['path']} lies outside the repository; include files of the "
+                "repository only."
+            )
+        if not path.is_file():
+            raise ValueError(
+                f"{where}: {match['path']} not found; run the experiment that writes it (or "
+                "remove the include)."
+            )
+        out += [lines[i], *path.read_text().rstrip("\n").split("\n"), lines[end]]
+        i = end + 1
+    return "\n".join(out)
+
+
 def _load(root: Path, source: Source) -> dict | None:
     path = root / results_path(source)
     if not path.is_file():
@@ -180,13 +231,13 @@ def _load(root: Path, source: Source) -> dict | None:
 
 def generate(root: str | Path, readme_text: str, *, name: str = "README") -> str:
     """The README text with the results table regenerated from the results files under
-    ``root`` (the repository root)."""
+    ``root`` (the repository root) and its included sections copied anew."""
     from experiments.fig5_active_learning.run import PAPER_TABLE_I
 
     root = Path(root)
     results = [(s, _load(root, s)) for s in SOURCES]
     block = render(results, preset_configs(), PAPER_TABLE_I)
-    return splice(readme_text, block, name=name)
+    return splice_includes(splice(readme_text, block, name=name), root, name=name)
 
 
 def diff(old: str, new: str, name: str = "README") -> str:

@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from experiments.results_table import BEGIN, END, NO_PROVENANCE, SOURCES, generate, splice
+from experiments.results_table import (
+    BEGIN,
+    END,
+    INCLUDE_END,
+    NO_PROVENANCE,
+    SOURCES,
+    generate,
+    splice,
+    splice_includes,
+)
 from experiments.results_table.__main__ import main
 from experiments.results_table.rows import (
     RunCells,
@@ -283,3 +292,37 @@ def test_command_regenerates_then_check_passes(repo_copy):
     assert "stale" not in text and text == generate(root, text)
     assert main(["--check", "--root", str(root)]) == 0
     assert not list(readme.parent.glob(".README.md.*"))  # no temp file left behind
+
+
+# ------------------------------------------------------------------------------ includes
+
+
+def test_includes_are_replaced_by_the_files_text_and_the_rest_is_kept(tmp_path):
+    (tmp_path / "a.md").write_text("| x |\n|---|\n| 1 |\n")
+    (tmp_path / "b.md").write_text("two\n")
+    readme = "\n".join(
+        ["intro", "<!-- include: a.md -->", "stale", "lines", INCLUDE_END, "middle"]
+        + ["<!-- include: b.md -->", INCLUDE_END, "end"]
+    )
+    assert splice_includes(readme, tmp_path) == "\n".join(
+        ["intro", "<!-- include: a.md -->", "| x |", "|---|", "| 1 |", INCLUDE_END, "middle"]
+        + ["<!-- include: b.md -->", "two", INCLUDE_END, "end"]
+    )
+    assert splice_includes("no includes\n", tmp_path) == "no includes\n"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("<!-- include: a.md -->\nno end", "has no"),
+        (f"<!-- include: ../outside.md -->\n{INCLUDE_END}", "outside the repository"),
+        (f"<!-- include: missing.md -->\n{INCLUDE_END}", "missing.md not found"),
+    ],
+)
+def test_bad_includes_name_the_line_and_the_remedy(tmp_path, text, message):
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "outside.md").write_text("x")
+    (tmp_path / "repo" / "a.md").write_text("x")
+    with pytest.raises(ValueError, match=message) as err:
+        splice_includes("first\n" + text, tmp_path / "repo", name="R.md")
+    assert "R.md, line 2" in str(err.value)
