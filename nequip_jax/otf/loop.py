@@ -11,6 +11,8 @@ the baseline.
 
 Work folder:
 
+- ``config.json`` — the configuration the run was started with (a resumed or reported run must
+  have the same, :func:`nequip_jax.otf.state.check_run_config`);
 - ``state.json`` — the resumable state (:mod:`nequip_jax.otf.state`);
 - ``model_<n>/`` — the current model after ``n`` oracle calls; ``train_<n>.xyz`` its data;
 - ``events.jsonl`` — every oracle call, retrain, uncertainty trace point, true-error sample,
@@ -56,7 +58,7 @@ from nequip_jax.otf.session import (
     new_state,
     restart_md,
 )
-from nequip_jax.otf.state import EventLog, load_state
+from nequip_jax.otf.state import EventLog, check_run_config, load_state
 from nequip_jax.otf.surrogate import Surrogate, threshold_from_scores
 from nequip_jax.uncertainty.metrics import force_error_per_atom, mean_force_error
 
@@ -148,6 +150,7 @@ def run_otf(
     c = config
     state_path = run.workdir / "state.json"
     state = load_state(state_path) if state_path.is_file() else None
+    check_run_config(run.workdir, c, resuming=state is not None)
     if state is not None and state.done:  # finished: report only, leave the folder untouched
         return summarize_run(run.workdir)
     keep = 0 if state is None else state.log_lines  # drop events after the checkpoint

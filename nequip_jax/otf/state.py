@@ -20,7 +20,16 @@ from typing import Any
 
 from nequip_jax._io import atomic_write_json, atomic_write_text
 
-__all__ = ["OTFState", "save_state", "load_state", "EventLog", "read_events", "STATE_VERSION"]
+__all__ = [
+    "OTFState",
+    "save_state",
+    "load_state",
+    "EventLog",
+    "read_events",
+    "STATE_VERSION",
+    "CONFIG_FILE",
+    "check_run_config",
+]
 
 STATE_VERSION = 1
 
@@ -66,6 +75,48 @@ class OTFState:
     log_lines: int
     timers: dict[str, float]
     done: bool = False
+
+
+#: The configuration a work folder's run was started with (its ``to_dict``, as JSON).
+CONFIG_FILE = "config.json"
+
+#: Settings that may change between the calls of one run: where the data lie and how long one
+#: call may take.
+_RESUMABLE_CHANGES = ("data_root", "max_wall_s")
+
+
+def check_run_config(workdir: str | Path, config: Any, *, resuming: bool) -> None:
+    """Record the configuration of a new run in ``workdir`` (``resuming=False``), or check that a
+    run resumed there (or reported, when finished) was started with the same one.
+
+    ``config`` is an :class:`nequip_jax.otf.OTFConfig`; ``data_root`` and ``max_wall_s`` may
+    change between calls.
+
+    Raises:
+        ValueError: the folder holds a run of another configuration (naming the settings that
+            differ), or a run state without its configuration file; the remedy is another
+            folder for the new run, or the run's own configuration to resume it.
+    """
+    workdir = Path(workdir)
+    current = {k: v for k, v in config.to_dict().items() if k not in _RESUMABLE_CHANGES}
+    current = json.loads(json.dumps(current))
+    path = workdir / CONFIG_FILE
+    if not resuming:
+        atomic_write_json(path, current)
+        return
+    if not path.is_file():
+        raise ValueError(
+            f"{workdir}: holds a run state without {CONFIG_FILE}, so the configuration it was "
+            "started with is unknown; start the run in an empty folder."
+        )
+    stored = json.loads(path.read_text())
+    if stored != current:
+        differ = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+        raise ValueError(
+            f"{workdir}: holds a run started with another configuration (it differs in "
+            f"{differ}; the run's own is {path}); start the new run in an empty folder, or "
+            "resume this one with its configuration."
+        )
 
 
 def save_state(path: str | Path, state: OTFState) -> None:

@@ -172,7 +172,7 @@ def test_fine_tuning_refuses_wrong_member_numbers(tiny_potential, frames_300K):
 
 def test_fine_tuning_learns_without_recompiling(tiny_potential, frames_300K, lowerings):
     """Growing the set by one structure keeps the padded shape: the training step is not
-    lowered again (counted by JAX); only the epoch shuffle of the new set size is (a
+    lowered again (counted by JAX); at most the epoch shuffle of the new set size is (a
     permutation of 7 instead of 6 indices). More epochs lower the training error of a fixed
     set."""
     tuner = FineTuner(tiny_potential.config, batch_size=2)  # the shape of the test above
@@ -182,7 +182,8 @@ def test_fine_tuning_learns_without_recompiling(tiny_potential, frames_300K, low
     grown = GraphDataset(frames_300K[:7], 4.0, species)
     with lowerings() as counted:
         tuner.run(first.params, grown, epochs=1, key=jax.random.key(1))
-    assert sorted(counted.names) == ["jit(_shuffle)", "jit(iota)"] and tuner.n_compiles == 1
+    # (The shuffle of 7 indices may already be compiled by another test of the process.)
+    assert set(counted.names) <= {"jit(_shuffle)", "jit(iota)"}, counted.names
     errors = [h["forces_rmse"][0] for h in first.history]
     assert errors[-1] < errors[0]
 
@@ -322,3 +323,25 @@ def test_invalid_config_names_the_problem(changes, message):
         OTFConfig(**changes)
     with pytest.raises(FileNotFoundError, match="presets"):
         load_otf_config("no-such-preset")
+
+
+def test_a_work_folder_resumes_only_the_configuration_it_was_started_with(tmp_path):
+    from nequip_jax.otf import load_otf_config
+    from nequip_jax.otf.state import CONFIG_FILE, check_run_config
+
+    config = load_otf_config("tiny", ["trigger=gmm"])
+    check_run_config(tmp_path, config, resuming=False)
+    assert (tmp_path / CONFIG_FILE).is_file()
+    # The same settings (and a moved data folder or another wall-time limit) resume.
+    check_run_config(tmp_path, config, resuming=True)
+    check_run_config(
+        tmp_path, config.replace(data_root="/elsewhere", max_wall_s=60.0), resuming=True
+    )
+    other = config.replace(n_steps=config.n_steps + 1, trigger="llpr")
+    with pytest.raises(ValueError, match=r"differs in \['n_steps', 'trigger'\]"):
+        check_run_config(tmp_path, other, resuming=True)
+    changed_optim = load_otf_config("tiny", ["trigger=gmm", "optim.plateau_threshold=0.5"])
+    with pytest.raises(ValueError, match=r"differs in \['optim'\]"):
+        check_run_config(tmp_path, changed_optim, resuming=True)
+    with pytest.raises(ValueError, match="without config.json"):
+        check_run_config(tmp_path / "empty", config, resuming=True)
