@@ -5,8 +5,8 @@ Zhu, Batzner, Musaelian, Kozinsky, J. Chem. Phys. 158, 164111 (2023).
 The names below are loaded on first use, so that ``import nequip_jax.oracle`` (in a labelling
 worker, say) does not import JAX and the model: the trained-model bundles (``Potential``,
 ``Ensemble``, ``load``), the uncertainty methods (``GMM``, ``ENSEMBLE``, ``LLPR``, ``RANDOM``,
-all in ``METHODS``, looked up by ``get_method``), training of ensembles (``train_ensemble``;
-one model: ``nequip_jax.train.train``, in the training subpackage of that name), evaluation,
+all in ``METHODS``, looked up by ``get_method``), training (``train`` for one model,
+``train_ensemble`` for vmapped ensembles; the rest of :mod:`nequip_jax.training`), evaluation,
 the ASE calculator and on-device MD.
 """
 
@@ -32,7 +32,8 @@ _HOMES = {
     "load": "nequip_jax.model",
     "load_3bpa": "nequip_jax.data",
     "run_md": "nequip_jax.md",
-    "train_ensemble": "nequip_jax.train.ensemble",
+    "train": "nequip_jax.training.loop",
+    "train_ensemble": "nequip_jax.training.ensemble",
 }
 __all__ = sorted(_HOMES)
 __version__ = "0.1.0"

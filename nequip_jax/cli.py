@@ -61,7 +61,7 @@ def _splits_table(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from nequip_jax.train import load_config, train
+    from nequip_jax.training import load_config, train
 
     config = load_config(args.config, args.set or [])
     workdir = args.workdir or f"runs/{Path(str(args.config)).stem}"
@@ -123,8 +123,8 @@ def _load_model(path: str):
 
 def _training_set(args: argparse.Namespace, model_dir: Path, command: str):
     """The run's training structures and the key of a head's fit (from the run's seed)."""
-    from nequip_jax.train import load_config, load_training_data
-    from nequip_jax.train.loop import member_keys
+    from nequip_jax.training import load_config, load_training_data
+    from nequip_jax.training.loop import member_keys
 
     config_path = Path(args.config) if args.config else model_dir.parent / "config.yaml"
     if not args.config and not config_path.is_file():
@@ -267,9 +267,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _train_ensemble(args: argparse.Namespace) -> int:
-    from nequip_jax.train import load_config
-    from nequip_jax.train.distributed import initialize, is_writer, member_mesh
-    from nequip_jax.train.ensemble import load_variants, train_ensemble
+    from nequip_jax.training import load_config
+    from nequip_jax.training.distributed import initialize, is_writer, member_mesh
+    from nequip_jax.training.ensemble import load_variants, train_ensemble
 
     if args.distributed:
         try:

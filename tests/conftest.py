@@ -116,7 +116,7 @@ def frames_1200K():
 @pytest.fixture
 def tiny_run_config():
     """A run configuration of a tiny model (fast on a CPU) on explicit frames."""
-    from nequip_jax.train import RunConfig
+    from nequip_jax.training import RunConfig
 
     def make(**optim):
         base = {

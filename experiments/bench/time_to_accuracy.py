@@ -71,8 +71,8 @@ def _split(seed: int, workdir: Path, test_frames: int | None) -> dict:
     import jax
 
     from nequip_jax.data import GraphDataset, StandInWarning, compute_statistics, load_3bpa
-    from nequip_jax.train import load_config
-    from nequip_jax.train.loop import load_training_data, member_keys
+    from nequip_jax.training import load_config
+    from nequip_jax.training.loop import load_training_data, member_keys
 
     jax.config.update("jax_platforms", "cpu")
     config = load_config("cpu", [f"seed={seed}"])

@@ -22,7 +22,7 @@ import numpy as np
 import gmm as gmm_lib
 from nequip_jax.data import GraphDataset, compute_budget, compute_statistics, load_3bpa
 from nequip_jax.model import NequIPConfig, make_model_fns, model_jit
-from nequip_jax.train import init_train_state, make_optimizer, make_train_step
+from nequip_jax.training import init_train_state, make_optimizer, make_train_step
 
 
 def _block(tree):

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from nequip_jax.train import ModelConfig, RunConfig, load_config
+from nequip_jax.training import ModelConfig, RunConfig, load_config
 
 __all__ = [
     "MethodsConfig",
@@ -40,9 +40,10 @@ class MethodsConfig:
     """How the three methods are trained.
 
     Attributes:
-        base: a :func:`nequip_jax.train.load_config` preset (``"cpu"`` or ``"paper"``).
-        model: the model fields that replace the preset's (a :class:`nequip_jax.train.ModelConfig`;
-            a mapping such as ``{"num_features": 16}`` is converted).
+        base: a :func:`nequip_jax.training.load_config` preset (``"cpu"`` or ``"paper"``).
+        model: the model fields that replace the preset's (a
+            :class:`nequip_jax.training.ModelConfig`; a mapping such as ``{"num_features": 16}``
+            is converted).
         optim: overrides of the optimisation section (e.g. ``{"plateau_patience": 10}``).
             Networks train until their stopping rule (the learning-rate floor or early
             stopping; ``max_epochs`` is a safety net whose use is recorded).

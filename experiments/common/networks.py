@@ -1,7 +1,7 @@
 """One record per trained network: how long it trained, why it stopped, how good it got.
 
 The training loop records, per member, ``{"member", "epochs", "stop_reason", "best_epoch",
-"best_val_forces_rmse", "wall_s", ...}`` (:func:`nequip_jax.train.loop.network_records`, in
+"best_val_forces_rmse", "wall_s", ...}`` (:func:`nequip_jax.training.loop.network_records`, in
 ``summary.json`` and in a trained piece's info). This module turns those records into the
 ``networks`` list of a results file, one entry per network with a readable name:
 :func:`networks_from_info` for the pieces of :class:`~experiments.common.training.TrainedMethods`
@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from nequip_jax.train.schedule import RECORDED_STOP_REASONS
+from nequip_jax.training.schedule import RECORDED_STOP_REASONS
 
 __all__ = [
     "STOP_REASONS",
@@ -43,7 +43,7 @@ class MissingNetworksError(ValueError):
 
 def read_summaries(folders: Iterable[str | os.PathLike]) -> list[dict]:
     """The per-member records of one or more training folders (their ``summary.json``, written by
-    :func:`nequip_jax.train.loop.train_group`), in folder order.
+    :func:`nequip_jax.training.loop.train_group`), in folder order.
 
     Raises:
         FileNotFoundError: a folder has no ``summary.json`` (with the remedy).

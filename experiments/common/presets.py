@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from experiments.common.config import MethodsConfig
-from nequip_jax.train import ModelConfig
-from nequip_jax.train.ensemble import DIVERSE_VARIANTS
+from nequip_jax.training import ModelConfig
+from nequip_jax.training.ensemble import DIVERSE_VARIANTS
 
 __all__ = [
     "NAMED_VALUES",

@@ -2,7 +2,7 @@
 
 Used by experiments that compare training settings rather than uncertainty methods (the A/B of
 the ``cpu`` model's defaults, the learning curve). Every network lives in
-``<workdir>/<variant>/seed<seed>/`` as written by :func:`nequip_jax.train.train` (so the same
+``<workdir>/<variant>/seed<seed>/`` as written by :func:`nequip_jax.training.train` (so the same
 folder can be produced by ``nequip-jax train CONFIG --workdir ... --evaluate --resume``) and is
 trained in resumable pieces: an interrupted run continues from ``last.ckpt`` and reaches the same
 parameters. Test-set errors are cached next to the model as ``eval_<split>.json``.
@@ -22,8 +22,8 @@ from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa
 from nequip_jax.evaluate import evaluate_potential
 from nequip_jax.model import Potential
-from nequip_jax.train import RunConfig, load_config, train
-from nequip_jax.train.config import apply_overrides
+from nequip_jax.training import RunConfig, load_config, train
+from nequip_jax.training.config import apply_overrides
 
 __all__ = [
     "Study",
@@ -66,7 +66,7 @@ def train_to_convergence(
 
     Returns:
         The best :class:`Potential` and its training record (see
-        :func:`nequip_jax.train.loop.network_records`).
+        :func:`nequip_jax.training.loop.network_records`).
 
     Raises:
         ValueError: ``folder`` holds a run of another configuration.

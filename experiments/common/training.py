@@ -12,7 +12,7 @@ The methods (Sec. II of the paper):
 - ``diverse``: the first ``n_diverse_traditional`` traditional members plus one model per
   hyperparameter variant (the paper: 3 + 7). Variants that keep the parameter shapes (other
   ``r_max``, ``cutoff_p``, learning rate or loss weights) are trained together as one vmapped
-  piece (:func:`nequip_jax.train.ensemble.group_members`).
+  piece (:func:`nequip_jax.training.ensemble.group_members`).
 
 The single model of the GMM (and of every other head) is traditional member 0 (same seed, same
 training), so the methods share their networks the way the paper describes the diverse
@@ -22,7 +22,7 @@ and training data; a later run — or another experiment — with the same input
 of training again.
 
 Randomness: the data split and the member weights/batch orders come from the run seed through
-:func:`nequip_jax.train.loop.member_keys`; the GMM and random selections use
+:func:`nequip_jax.training.loop.member_keys`; the GMM and random selections use
 ``fold_in(key(seed), tag)`` with the constants of :data:`KEY_TAGS`.
 """
 
@@ -45,9 +45,9 @@ from experiments.common.sources import digest, fingerprint
 from nequip_jax._io import atomic_write_json
 from nequip_jax.model import Potential
 from nequip_jax.model.ensemble import Ensemble, EnsembleGroup
-from nequip_jax.train import RunConfig
-from nequip_jax.train.ensemble import group_members
-from nequip_jax.train.loop import train_group
+from nequip_jax.training import RunConfig
+from nequip_jax.training.ensemble import group_members
+from nequip_jax.training.loop import train_group
 from nequip_jax.uncertainty.protocol import ModelOutputs
 from nequip_jax.uncertainty.registry import get_method
 
@@ -63,7 +63,7 @@ class TrainedMethods(NamedTuple):
 
     ``singles`` maps each requested single-model method to the single model with that method's
     head. ``info`` holds, per piece, the wall time (s), the epochs run and the best epoch of
-    every member, the per-member records ``networks`` (:func:`nequip_jax.train.loop.
+    every member, the per-member records ``networks`` (:func:`nequip_jax.training.loop.
     network_records`), and per head its fit time and the method's ``describe`` (e.g. the GMM's
     chosen number of components).
     """
@@ -91,7 +91,7 @@ def _train_piece(
     verbose: bool,
 ) -> tuple[EnsembleGroup, dict]:
     """Train (or load) one vmapped group of same-shaped members (which may differ in their
-    cutoff settings, see :func:`nequip_jax.train.loop.train_group`)."""
+    cutoff settings, see :func:`nequip_jax.training.loop.train_group`)."""
     done = folder / "piece.json"
     if done.is_file() and (folder / "ensemble").is_dir():
         info = json.loads(done.read_text())

@@ -39,7 +39,7 @@ from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
 from nequip_jax.model import Potential
 from nequip_jax.model.ensemble import Ensemble, EnsembleGroup
-from nequip_jax.train.loop import member_keys, train_group
+from nequip_jax.training.loop import member_keys, train_group
 from nequip_jax.uncertainty.gmm_head import fit_gmm_uncertainty
 
 __all__ = ["CostConfig", "PRESETS", "run"]

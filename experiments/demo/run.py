@@ -29,9 +29,9 @@ from experiments.common.provenance import begin_run, provenance
 from experiments.common.sources import check_source
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
-from nequip_jax.train import load_config, train
-from nequip_jax.train.ensemble import train_ensemble
-from nequip_jax.train.loop import member_keys
+from nequip_jax.training import load_config, train
+from nequip_jax.training.ensemble import train_ensemble
+from nequip_jax.training.loop import member_keys
 from nequip_jax.uncertainty.gmm_head import fit_gmm_uncertainty, format_selection_table
 from nequip_jax.uncertainty.metrics import force_error_per_atom
 from nequip_jax.uncertainty.protocol import ModelOutputs

@@ -37,7 +37,7 @@ from experiments.fig2_uncertainty.analysis import (
 )
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, paper_split
-from nequip_jax.train.loop import member_keys
+from nequip_jax.training.loop import member_keys
 
 __all__ = [
     "UQConfig",

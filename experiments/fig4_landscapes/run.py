@@ -31,7 +31,7 @@ from experiments.common.training import train_methods, training_summary
 from experiments.fig4_landscapes.analysis import compare_landscapes, landscape_values
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
-from nequip_jax.train.loop import member_keys
+from nequip_jax.training.loop import member_keys
 from nequip_jax.uncertainty.metrics import mean_force_error
 
 __all__ = ["LandscapeConfig", "PRESETS", "run", "claims", "scan_split"]

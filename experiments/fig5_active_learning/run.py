@@ -43,7 +43,7 @@ from experiments.fig5_active_learning.analysis import (
 )
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
-from nequip_jax.train.loop import member_keys
+from nequip_jax.training.loop import member_keys
 
 __all__ = ["ALConfig", "PRESETS", "PAPER_TABLE_I", "run"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from nequip_jax.train.config import ModelConfig, OptimConfig, apply_overrides
+from nequip_jax.training.config import ModelConfig, OptimConfig, apply_overrides
 from nequip_jax.uncertainty.registry import METHODS, get_method
 
 __all__ = ["OTFConfig", "PRESETS", "load_otf_config", "TRIGGERS", "MD_BACKENDS"]
@@ -57,9 +57,9 @@ class OTFConfig:
         max_oracle_calls: budget of training labels (uncertainty triggers).
         random_calls: oracle calls of the random baseline (usually the count of a GMM run).
         n_members: ensemble size (a trigger whose method needs an ensemble).
-        model: NequIP hyperparameters (:class:`nequip_jax.train.ModelConfig`; a mapping of its
+        model: NequIP hyperparameters (:class:`nequip_jax.training.ModelConfig`; a mapping of its
             fields is converted).
-        optim: optimisation of the initial training (:class:`nequip_jax.train.OptimConfig`; a
+        optim: optimisation of the initial training (:class:`nequip_jax.training.OptimConfig`; a
             mapping of its fields is converted, the others keep their defaults); its loss
             weights and energy loss are also those of the fine-tuning.
         retrain_epochs: warm-start epochs over the grown training set after every oracle call.

@@ -1,13 +1,13 @@
 """Warm-start fine-tuning that compiles once for a growing training set.
 
 After every oracle call the training set grows by one structure and the model is refitted for a
-few epochs from its current weights. :func:`nequip_jax.train.train` would rebuild its jitted
+few epochs from its current weights. :func:`nequip_jax.training.train` would rebuild its jitted
 step (and its padded shapes) on every call — tens of seconds of compilation per oracle call on a
 CPU. :class:`FineTuner` keeps one jitted step per model configuration and a padded budget that
 only grows (with head-room) when a batch no longer fits, so a whole on-the-fly run compiles its
 training step once or twice. An ensemble is fine-tuned with the same step ``vmap``-ped over a
 leading member axis (each member its own batch order), as in the ensemble trainer; both run
-their epochs through the trainer's :func:`nequip_jax.train.loop.train_epoch`.
+their epochs through the trainer's :func:`nequip_jax.training.loop.train_epoch`.
 
 The optimiser (Adam) starts with fresh moments at every call: the state of a fine-tuning run is
 only its parameters, so a checkpoint needs nothing else.
@@ -25,13 +25,13 @@ import numpy as np
 
 from nequip_jax.data import GraphDataset, PaddingBudget, compute_budget, round_up
 from nequip_jax.model import NequIPConfig, make_model_fns, model_jit
-from nequip_jax.train import (
+from nequip_jax.training import (
     init_train_state,
     make_optimizer,
     make_train_step,
     summarize,
 )
-from nequip_jax.train.loop import member_key, train_epoch, unstack_member
+from nequip_jax.training.loop import member_key, train_epoch, unstack_member
 
 __all__ = ["FineTuner", "FineTuneResult", "grow_budget"]
 
@@ -107,7 +107,7 @@ class FineTuner:
         batch_size: structures per batch.
         energy_weight / forces_weight: loss weights of the energy and force MSE.
         energy_loss: ``"total"`` (MSE of the total energy) or ``"per_atom"``
-            (see :func:`nequip_jax.train.weighted_loss`).
+            (see :func:`nequip_jax.training.weighted_loss`).
 
     Attributes:
         budget: the padded batch shape in use (grows only when a data set needs more).
@@ -157,7 +157,7 @@ class FineTuner:
             dataset: the labelled training graphs (built with the model's cutoff and species).
             epochs: passes over the data set.
             key: ``jax.random`` key of the call. Member ``m`` shuffles epoch ``e`` with
-                ``fold_in(member_key(key, m), e)`` (:func:`nequip_jax.train.loop.member_key`,
+                ``fold_in(member_key(key, m), e)`` (:func:`nequip_jax.training.loop.member_key`,
                 the trainer's rule), so member ``j`` of an ensemble equals a single model
                 fine-tuned from its parameters as member ``j``.
             members: the member numbers of the params' members (default ``0, 1, …``; a single

@@ -28,8 +28,8 @@ from nequip_jax.otf.config import OTFConfig
 from nequip_jax.otf.data import initial_set, label_tag, test_sets, write_xyz
 from nequip_jax.otf.state import EventLog, OTFState, save_state
 from nequip_jax.otf.surrogate import Surrogate, threshold_from_scores
-from nequip_jax.train import RunConfig, train
-from nequip_jax.train.ensemble import train_ensemble
+from nequip_jax.training import RunConfig, train
+from nequip_jax.training.ensemble import train_ensemble
 
 __all__ = [
     "Session",

@@ -5,7 +5,7 @@ Submodules: :mod:`.protocol` (:class:`UncertaintyMethod`, :class:`ModelOutputs`)
 :mod:`.registry` (:data:`METHODS`, :func:`get_method`), the methods :mod:`.gmm_head`,
 :mod:`.ensemble_sigma`, :mod:`.llpr`, :mod:`.random_score`; :mod:`.metrics` (Zhu et al. 2023,
 Eqs. (2)–(4), (8)–(12)), :mod:`.summary`, :mod:`.calibration`. Ensembles themselves are
-:mod:`nequip_jax.model.ensemble` (the bundle) and :mod:`nequip_jax.train.ensemble` (training).
+:mod:`nequip_jax.model.ensemble` (the bundle) and :mod:`nequip_jax.training.ensemble` (training).
 """
 
 from nequip_jax.uncertainty.metrics import (

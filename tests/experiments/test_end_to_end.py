@@ -18,7 +18,7 @@ from scipy import stats
 
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
 from nequip_jax.model import Potential
-from nequip_jax.train.loop import member_keys
+from nequip_jax.training.loop import member_keys
 from tests.experiments.records import check_records
 
 

@@ -16,7 +16,7 @@ from experiments.common.networks import (
 
 
 def test_networks_from_runs_reads_the_training_summary(tmp_path, frames_300K, tiny_run_config):
-    from nequip_jax.train.loop import train_group
+    from nequip_jax.training.loop import train_group
 
     # A floor above the initial learning rate stops both members after their first epoch.
     config = tiny_run_config(max_epochs=3, min_learning_rate=1.0)

@@ -11,8 +11,8 @@ import pytest
 from experiments.common.config import MethodsConfig, config_dict
 from experiments.common.presets import Combo, from_mapping, load_presets
 from experiments.common.single_runs import Study
-from nequip_jax.train import ModelConfig
-from nequip_jax.train.ensemble import DIVERSE_VARIANTS
+from nequip_jax.training import ModelConfig
+from nequip_jax.training.ensemble import DIVERSE_VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = [

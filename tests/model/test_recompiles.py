@@ -19,8 +19,8 @@ from nequip_jax.calculator import NequIPCalculator
 from nequip_jax.data import compute_budget
 from nequip_jax.model import NequIP, Potential, energy_forces_features
 from nequip_jax.model.ensemble import Ensemble
-from nequip_jax.train import RunConfig, train
-from nequip_jax.train.config import apply_overrides
+from nequip_jax.training import RunConfig, train
+from nequip_jax.training.config import apply_overrides
 
 
 def _reweighted(potential: Potential, factor: float) -> Potential:
@@ -126,7 +126,7 @@ def test_training_again_on_batches_of_the_same_shape_compiles_no_step(
     script = (
         "import json, sys, numpy as np, jax\n"
         "from nequip_jax.data import load_3bpa\n"
-        "from nequip_jax.train import RunConfig, train\n"
+        "from nequip_jax.training import RunConfig, train\n"
         "frames = load_3bpa('train_300K', allow_download=False)\n"
         "config = RunConfig.from_dict(json.loads(sys.argv[1]))\n"
         "p = train(config, sys.argv[2], data=(frames[:4], frames[4:6]), verbose=False)\n"

@@ -13,8 +13,8 @@ import pytest
 from nequip_jax.data import GraphDataset, compute_budget
 from nequip_jax.model import NequIPConfig, make_model_fns
 from nequip_jax.model.ensemble import Ensemble
-from nequip_jax.train import init_train_state, make_optimizer, make_train_step
-from nequip_jax.train.ensemble import group_members, member_configs, train_ensemble
+from nequip_jax.training import init_train_state, make_optimizer, make_train_step
+from nequip_jax.training.ensemble import group_members, member_configs, train_ensemble
 from nequip_jax.uncertainty.metrics import ensemble_sigma
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,8 +106,8 @@ SHARDED_SCRIPT = textwrap.dedent(
     import jax, numpy as np
     from jax.sharding import Mesh
     from nequip_jax.data import load_3bpa
-    from nequip_jax.train import RunConfig
-    from nequip_jax.train.ensemble import train_ensemble
+    from nequip_jax.training import RunConfig
+    from nequip_jax.training.ensemble import train_ensemble
 
     assert len(jax.devices()) == 2, jax.devices()
     frames = load_3bpa("train_300K", allow_download=False)[:6]

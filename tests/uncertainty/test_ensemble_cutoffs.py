@@ -20,9 +20,9 @@ from nequip_jax.model import (
     make_model_fns,
 )
 from nequip_jax.model.ensemble import Ensemble, EnsembleGroup
-from nequip_jax.train import RunConfig
-from nequip_jax.train.ensemble import DIVERSE_VARIANTS, group_members, member_configs
-from nequip_jax.train.loop import train_group
+from nequip_jax.training import RunConfig
+from nequip_jax.training.ensemble import DIVERSE_VARIANTS, group_members, member_configs
+from nequip_jax.training.loop import train_group
 
 SPECIES = (1, 6, 7, 8)
 #: (r_max, cutoff_p, avg_num_neighbors) of the three members; the last has the largest cutoff.

@@ -6,7 +6,7 @@ import pytest
 
 import gmm
 from nequip_jax import load
-from nequip_jax.train import train
+from nequip_jax.training import train
 from nequip_jax.uncertainty.gmm_head import (
     fit_feature_gmm,
     fit_gmm_uncertainty,

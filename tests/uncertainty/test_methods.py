@@ -208,8 +208,8 @@ def test_fit_uncertainty_cli_fits_the_head_on_the_runs_training_set(tmp_path, ti
 
     from nequip_jax.cli import main
     from nequip_jax.model import NequIPConfig, init_params
-    from nequip_jax.train import RunConfig, load_training_data
-    from nequip_jax.train.loop import member_keys
+    from nequip_jax.training import RunConfig, load_training_data
+    from nequip_jax.training.loop import member_keys
 
     raw = tiny_run_config().to_dict()
     raw["data"] = {**raw["data"], "n_train": 6}

@@ -10,8 +10,8 @@ import yaml
 
 from nequip_jax.data import GraphDataset, compute_statistics
 from nequip_jax.model import NequIPConfig
-from nequip_jax.train import ModelConfig, RunConfig, load_config, prepare
-from nequip_jax.train.config import PRESETS_DIR
+from nequip_jax.training import ModelConfig, RunConfig, load_config, prepare
+from nequip_jax.training.config import PRESETS_DIR
 
 
 @pytest.mark.parametrize(

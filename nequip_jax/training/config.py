@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from nequip_jax.train.loss import ENERGY_LOSSES
+from nequip_jax.training.loss import ENERGY_LOSSES
 
 __all__ = [
     "DataConfig",

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nequip_jax.data import GraphDataset, compute_budget
-from nequip_jax.train import (
+from nequip_jax.training import (
     OptimConfig,
     PlateauState,
     error_sums,

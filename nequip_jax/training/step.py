@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from nequip_jax.train.loss import ErrorSums, error_sums, weighted_loss
+from nequip_jax.training.loss import ErrorSums, error_sums, weighted_loss
 
 __all__ = ["TrainState", "make_optimizer", "make_train_step", "make_eval_step", "init_train_state"]
 
@@ -58,7 +58,7 @@ def make_train_step(
     energy_loss: str = "total",
 ) -> Callable[..., tuple[TrainState, ErrorSums]]:
     """One optimiser step on the weighted energy + force MSE of a batch
-    (:func:`nequip_jax.train.weighted_loss`).
+    (:func:`nequip_jax.training.weighted_loss`).
 
     Args:
         predict: ``predict(params, graph) -> {"energy", "forces", ...}``.

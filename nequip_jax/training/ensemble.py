@@ -20,9 +20,9 @@ import ase
 import yaml
 
 from nequip_jax.model.ensemble import Ensemble, EnsembleGroup
-from nequip_jax.train.config import PRESETS_DIR, RunConfig, apply_overrides, group_settings
-from nequip_jax.train.distributed import is_writer
-from nequip_jax.train.loop import load_training_data, member_keys, train_group
+from nequip_jax.training.config import PRESETS_DIR, RunConfig, apply_overrides, group_settings
+from nequip_jax.training.distributed import is_writer
+from nequip_jax.training.loop import load_training_data, member_keys, train_group
 
 __all__ = [
     "DIVERSE_VARIANTS",
@@ -75,9 +75,9 @@ def _group_key(config: RunConfig) -> str:
 def group_members(configs: Sequence[RunConfig]) -> list[list[int]]:
     """Member numbers grouped by identical shapes and static settings, in first-seen order.
 
-    Members with equal :func:`nequip_jax.train.config.group_settings` share a group: they
+    Members with equal :func:`nequip_jax.training.config.group_settings` share a group: they
     differ at most in the seed-derived keys, the
-    :data:`~nequip_jax.train.config.MEMBER_OPTIM_FIELDS` (learning rate, loss weights) and the
+    :data:`~nequip_jax.training.config.MEMBER_OPTIM_FIELDS` (learning rate, loss weights) and the
     model's :data:`~nequip_jax.model.RADIAL_FIELDS` (``r_max``, ``cutoff_p``,
     ``avg_num_neighbors``).
     """
@@ -111,7 +111,7 @@ def train_ensemble(
         resume: continue every group from its last checkpoint.
         data: ``(train, val)`` frames instead of ``config.data``.
         mesh: optional ``jax.sharding.Mesh`` with a ``"member"`` axis, possibly over the
-            devices of several processes (:mod:`nequip_jax.train.distributed`); every process
+            devices of several processes (:mod:`nequip_jax.training.distributed`); every process
             returns the whole ensemble, process 0 alone writes files.
         verbose: progress on the terminal.
     """

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from nequip_jax import load
-from nequip_jax.train import RunConfig, train
-from nequip_jax.train.config import apply_overrides
+from nequip_jax.training import RunConfig, train
+from nequip_jax.training.config import apply_overrides
 
 
 def _params_equal(a, b):
@@ -166,7 +166,7 @@ def test_summary_records_the_learning_rate_floor(frames_300K, tiny_run_config, t
 
 
 def test_null_avg_num_neighbors_means_no_normalisation(frames_300K, tiny_run_config):
-    from nequip_jax.train import prepare
+    from nequip_jax.training import prepare
 
     config = tiny_run_config()
     default = prepare(config, frames_300K[:4], [])

@@ -7,9 +7,9 @@ learning rate and the loss weights, and every model hyperparameter except the cu
 
 import pytest
 
-from nequip_jax.train import RunConfig
-from nequip_jax.train.ensemble import group_members
-from nequip_jax.train.loop import train_group
+from nequip_jax.training import RunConfig
+from nequip_jax.training.ensemble import group_members
+from nequip_jax.training.loop import train_group
 from tests.tiny_models import TINY_MODEL
 
 BASE = {

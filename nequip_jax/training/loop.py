@@ -53,13 +53,13 @@ from nequip_jax.model import (
     model_jit,
     program_config,
 )
-from nequip_jax.train.checkpoint import load_checkpoint, save_checkpoint
-from nequip_jax.train.config import MEMBER_OPTIM_FIELDS, UNSET, RunConfig, group_settings
-from nequip_jax.train.distributed import fetch, is_writer
-from nequip_jax.train.loss import ErrorSums, summarize
-from nequip_jax.train.progress import Progress
-from nequip_jax.train.schedule import PlateauState, plateau_init, plateau_update, stop_reason
-from nequip_jax.train.step import (
+from nequip_jax.training.checkpoint import load_checkpoint, save_checkpoint
+from nequip_jax.training.config import MEMBER_OPTIM_FIELDS, UNSET, RunConfig, group_settings
+from nequip_jax.training.distributed import fetch, is_writer
+from nequip_jax.training.loss import ErrorSums, summarize
+from nequip_jax.training.progress import Progress
+from nequip_jax.training.schedule import PlateauState, plateau_init, plateau_update, stop_reason
+from nequip_jax.training.step import (
     init_train_state,
     make_eval_step,
     make_optimizer,
@@ -383,7 +383,7 @@ def network_records(
 
     Returns:
         Per member: ``member``, ``epochs`` (epochs trained), ``stop_reason`` (one of
-        :data:`~nequip_jax.train.schedule.STOP_REASONS` other than ``"running"``, or
+        :data:`~nequip_jax.training.schedule.STOP_REASONS` other than ``"running"``, or
         ``ended``), ``best_epoch`` (the epoch whose parameters are kept: the last improvement
         of the validation loss by the scheduler's threshold), ``best_val_forces_rmse`` (eV/Å)
         and ``best_val_energy_rmse`` (eV/atom) at that epoch, ``wall_s`` (the member's
@@ -443,7 +443,7 @@ def train_group(
         verbose: progress on the terminal.
         mesh: optional ``jax.sharding.Mesh`` with a ``"member"`` axis; the member axis of the
             state and batches is laid over its devices, which may belong to several processes
-            (:mod:`nequip_jax.train.distributed`; then process 0 alone writes files).
+            (:mod:`nequip_jax.training.distributed`; then process 0 alone writes files).
         init_params: parameters to start from (warm start; a leading member axis), instead of a
             fresh initialisation. Their shapes must match the model configuration.
     """
@@ -643,7 +643,7 @@ def _check_same_group(a: RunConfig, b: RunConfig) -> None:
             f"than {list(RADIAL_FIELDS)} and the optimiser settings other than "
             f"{list(MEMBER_OPTIM_FIELDS)}; "
             f"differing: {diff}. Train them as separate groups (see "
-            "nequip_jax.train.ensemble.group_members)."
+            "nequip_jax.training.ensemble.group_members)."
         )
 
 

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from ase.io import write
 
-from nequip_jax.train import RunConfig
-from nequip_jax.train.distributed import initialize
+from nequip_jax.training import RunConfig
+from nequip_jax.training.distributed import initialize
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -130,7 +130,7 @@ def files_config(tmp_path, tiny_model):
 
 def test_two_processes_train_the_single_process_ensemble(files_config, tmp_path):
     from nequip_jax.model.ensemble import Ensemble
-    from nequip_jax.train.ensemble import train_ensemble
+    from nequip_jax.training.ensemble import train_ensemble
 
     config_path, frames = files_config
     workdir = tmp_path / "distributed"

@@ -12,7 +12,7 @@ import pytest
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from nequip_jax.data import GraphDataset, compute_budget
-from nequip_jax.train.loop import train_epoch
+from nequip_jax.training.loop import train_epoch
 
 N, BATCH = 7, 3
 

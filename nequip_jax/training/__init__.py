@@ -1,7 +1,7 @@
 """Training: configuration, loss, steps, scheduler, checkpoints, the loop and vmapped ensembles."""
 
-from nequip_jax.train.checkpoint import load_checkpoint, save_checkpoint
-from nequip_jax.train.config import (
+from nequip_jax.training.checkpoint import load_checkpoint, save_checkpoint
+from nequip_jax.training.config import (
     UNSET,
     DataConfig,
     ModelConfig,
@@ -10,11 +10,11 @@ from nequip_jax.train.config import (
     apply_overrides,
     load_config,
 )
-from nequip_jax.train.ensemble import train_ensemble
-from nequip_jax.train.loop import evaluate_sums, load_training_data, prepare, train
-from nequip_jax.train.loss import ErrorSums, error_sums, summarize, weighted_loss
-from nequip_jax.train.schedule import PlateauState, plateau_init, plateau_update
-from nequip_jax.train.step import (
+from nequip_jax.training.ensemble import train_ensemble
+from nequip_jax.training.loop import evaluate_sums, load_training_data, prepare, train
+from nequip_jax.training.loss import ErrorSums, error_sums, summarize, weighted_loss
+from nequip_jax.training.schedule import PlateauState, plateau_init, plateau_update
+from nequip_jax.training.step import (
     TrainState,
     init_train_state,
     make_eval_step,

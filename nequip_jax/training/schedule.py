@@ -24,7 +24,7 @@ __all__ = [
 #: loop adds ``"max_epochs"`` and ``"time_budget"`` for members still running when it ends.
 STOP_REASONS = ("running", "min_learning_rate", "early_stopping", "non_finite")
 #: Every stop reason a network's training record can hold (see
-#: :func:`nequip_jax.train.loop.network_records`).
+#: :func:`nequip_jax.training.loop.network_records`).
 RECORDED_STOP_REASONS = STOP_REASONS[1:] + ("max_epochs", "time_budget")
 
 
