@@ -25,6 +25,7 @@ from nequip_jax.data import species_indices
 from nequip_jax.md._neighbours import Neighbours, build_neighbours, needs_rebuild
 from nequip_jax.model import NequIP, Potential
 from nequip_jax.model._predict import edge_graph, energy_and_forces, node_energy_and_features
+from nequip_jax.uncertainty.ensemble_sigma import member_mean
 from nequip_jax.uncertainty.protocol import ModelOutputs, device_state
 from nequip_jax.uncertainty.registry import get_method
 
@@ -189,7 +190,7 @@ def system_functions(
         positions = positions.astype(dtype)
         if ensemble:
             energies = jax.vmap(total, in_axes=(0, None, None, 0))(params, positions, nbrs, radial)
-            return jnp.mean(energies)
+            return member_mean(energies)
         return total(params, positions, nbrs)
 
     def evaluate_with(model_params, positions, nbrs: Neighbours):
@@ -211,7 +212,7 @@ def system_functions(
                 params, positions, nbrs, radial
             )
             u = score(state, ModelOutputs(member_forces=forces))
-            return jnp.mean(energies), jnp.mean(forces, axis=0), u, nbrs
+            return member_mean(energies), member_mean(forces), u, nbrs
         energy, forces, features = member(params, positions, nbrs)
         if score is None:
             return energy, forces, jnp.zeros((n,), dtype), nbrs

@@ -31,6 +31,7 @@ from nequip_jax.model import (
     RadialSettings,
 )
 from nequip_jax.model.potential import Potential, check_dataset, ensemble_program, run_batched
+from nequip_jax.uncertainty.ensemble_sigma import member_mean
 from nequip_jax.uncertainty.metrics import ensemble_mean_forces
 from nequip_jax.uncertainty.protocol import ModelOutputs
 from nequip_jax.uncertainty.registry import get_method
@@ -74,7 +75,7 @@ def combine_members(
     member_forces = [stack("forces", i) for i in range(n_structures)]
     state = uncertainty.fit()
     result = {
-        "energy": member_energy.mean(0),
+        "energy": member_mean(member_energy),
         "energy_std": member_energy.std(0),
         "member_energy": member_energy,
         "forces": [ensemble_mean_forces(f) for f in member_forces],
@@ -84,7 +85,7 @@ def combine_members(
         ],
     }
     if all("node_energy" in out for _, out, _ in columns):
-        result["node_energy"] = [stack("node_energy", i).mean(axis=0) for i in range(n_structures)]
+        result["node_energy"] = [member_mean(stack("node_energy", i)) for i in range(n_structures)]
     return result
 
 

@@ -23,7 +23,14 @@ from nequip_jax.uncertainty.protocol import (
     save_state,
 )
 
-__all__ = ["ENSEMBLE", "EnsembleState"]
+__all__ = ["ENSEMBLE", "EnsembleState", "member_mean"]
+
+
+def member_mean(member_values):
+    """The ensemble's prediction from its members' — the mean over the leading member axis
+    (Zhu et al. 2023, Eq. (1) for forces; energies alike): numpy for host arrays, JAX inside a
+    compiled program (on-device MD)."""
+    return array_module(member_values).mean(member_values, axis=0)
 
 
 class EnsembleState(NamedTuple):
