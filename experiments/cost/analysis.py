@@ -11,7 +11,7 @@ import numpy as np
 
 from experiments.common.stats import format_mean_sd
 
-__all__ = ["epoch_times", "split_compile", "ratio", "claims"]
+__all__ = ["epoch_times", "split_compile", "ratio", "claims", "convergence_epochs"]
 
 
 def epoch_times(metrics_path: str | Path) -> np.ndarray:
@@ -43,6 +43,54 @@ def ratio(numerator: Sequence[float], denominator: Sequence[float]) -> list[floa
     if a.shape != b.shape:
         raise ValueError(f"paired lists differ in length: {a.shape} vs {b.shape}.")
     return (a / b).tolist()
+
+
+def convergence_epochs(networks: Sequence[Mapping], n_members: int) -> list[dict]:
+    """Epochs to convergence of a single model and of a vmapped ensemble, per seed, from the
+    network records of converged traditional ensembles (``networks`` of an experiment's
+    ``results.json``: ``seed``, ``piece``, ``member``, ``epochs``, ``stop_reason``).
+
+    Member 0 of a vmapped traditional group trains exactly as one model alone would (its own
+    batch order, schedule and stopping), so its epochs are the single model's. The group runs
+    until its last member stops, so the ensemble's epochs are the largest of its first
+    ``n_members`` members'.
+
+    Returns:
+        one row per (seed, traditional piece), sorted by seed: ``seed``, ``single_epochs``,
+        ``ensemble_epochs``, ``stop_reasons`` (the distinct ones of those members).
+
+    Raises:
+        ValueError: no traditional piece, or a piece with fewer than ``n_members`` members.
+    """
+    pieces: dict[tuple[int, str], dict[int, Mapping]] = {}
+    for record in networks:
+        if str(record.get("piece", "")).startswith("traditional"):
+            pieces.setdefault((int(record["seed"]), record["piece"]), {})[int(record["member"])] = (
+                record
+            )
+    if not pieces:
+        raise ValueError(
+            "the network records hold no traditional ensemble (no record whose piece starts "
+            "with 'traditional'); point the cost at the results of an experiment that trains "
+            "one, e.g. Fig. 2."
+        )
+    rows = []
+    for (seed, piece), members in sorted(pieces.items()):
+        if not set(range(n_members)) <= set(members):
+            raise ValueError(
+                f"piece {piece} of seed {seed} has members {sorted(members)}, fewer than the "
+                f"{n_members} the cost's ensemble has; use results of an ensemble of that size."
+            )
+        chosen = [members[m] for m in range(n_members)]
+        rows.append(
+            {
+                "seed": seed,
+                "single_epochs": int(members[0]["epochs"]),
+                "ensemble_epochs": max(int(r["epochs"]) for r in chosen),
+                "stop_reasons": sorted({str(r["stop_reason"]) for r in chosen}),
+            }
+        )
+    return rows
 
 
 def claims(results: Mapping) -> list[dict]:
@@ -103,4 +151,23 @@ def claims(results: Mapping) -> list[dict]:
             f"{format_mean_sd(col('train_single', 'epoch_s'), 1, 1)} s per single-model epoch",
             [r / j >= 0.5 for r in epoch_ratio],
         ),
+        *_convergence_claim(results.get("convergence"), j),
+    ]
+
+
+def _convergence_claim(convergence: Mapping | None, j: int) -> list[dict]:
+    """The training claim to convergence (ensemble ≥ J / 2 single-model trainings per seed of
+    the converged networks); none without converged networks."""
+    if convergence is None:
+        return []
+    ratios = [float(r) for r in convergence["ratio"]]
+    return [
+        {
+            "claim": f"… training to convergence: a vmapped {j}-member ensemble costs ≥ {j / 2:g} "
+            "single-model trainings per seed",
+            "measured": f"{format_mean_sd(ratios, 1, 2)} single-model trainings (epochs of "
+            f"{convergence['source']} × the epoch times measured here)",
+            "seeds_supporting": int(sum(r >= j / 2 for r in ratios)),
+            "n_seeds": len(ratios),
+        }
     ]

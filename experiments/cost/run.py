@@ -12,12 +12,16 @@ per seed, in one process:
   the cost does not depend on the weights), ms per structure, after a warm-up call, median over
   interleaved rounds (the machine is shared, interleaving spreads the noise evenly).
 
-Nothing is extrapolated: every number is a measurement of the stated sizes.
+Nothing is extrapolated: every number is a measurement of the stated sizes. With ``converged``
+set, the training cost to convergence is added: the epochs that converged traditional ensembles
+of another experiment (Fig. 2's) ran until every member stopped, times the steady-state epoch
+times measured here (:func:`experiments.cost.analysis.convergence_epochs`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -31,10 +35,16 @@ from experiments.common.config import MethodsConfig, config_dict, run_config
 from experiments.common.methods import KEY_TAGS
 from experiments.common.networks import networks_from_runs
 from experiments.common.presets import load_presets
-from experiments.common.provenance import begin_run, provenance
-from experiments.common.sources import check_source
+from experiments.common.provenance import begin_run, file_sha256, provenance
+from experiments.common.sources import REPO_ROOT, check_source
 from experiments.common.stats import format_mean_sd, mean_sd
-from experiments.cost.analysis import claims, epoch_times, ratio, split_compile
+from experiments.cost.analysis import (
+    claims,
+    convergence_epochs,
+    epoch_times,
+    ratio,
+    split_compile,
+)
 from nequip_jax._io import atomic_write_json, atomic_write_text
 from nequip_jax.data import StandInWarning, load_3bpa, paper_split
 from nequip_jax.model import Potential
@@ -59,6 +69,9 @@ class CostConfig:
         rounds: interleaved timing rounds (median reported).
         seeds: default seeds (repeats of the whole measurement).
         data: default data source.
+        converged: ``results.json`` of an experiment whose traditional ensembles of this model
+            size, training-set size and member count were trained to convergence (relative to
+            the repository root, or absolute); ``None``: no training-to-convergence rows.
     """
 
     methods: MethodsConfig
@@ -70,6 +83,7 @@ class CostConfig:
     rounds: int = 5
     seeds: tuple[int, ...] = (0, 1, 2)
     data: str = "dft"
+    converged: str | None = None
 
 
 PRESETS: dict[str, CostConfig] = load_presets("cost", CostConfig)
@@ -107,6 +121,53 @@ def _timed_config(config: CostConfig, seed: int):
     # A fixed number of epochs: this experiment measures the cost per epoch, not accuracy.
     mc = dataclasses.replace(mc, optim={**mc.optim, "max_epochs": config.epochs + 1})
     return mc, run_config(mc, seed=seed)
+
+
+def converged_cost(config: CostConfig, single_epoch_s: float, ensemble_epoch_s: float) -> dict:
+    """The training cost to convergence: epochs of the converged networks in
+    ``config.converged`` times the measured steady-state epoch times (s).
+
+    Raises:
+        FileNotFoundError: no such results file.
+        ValueError: its networks are of another model size, training-set size or ensemble.
+    """
+    path = Path(config.converged)
+    path = path if path.is_absolute() else REPO_ROOT / path
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"converged={config.converged!r}: no such results file; run the experiment that "
+            "trains those networks first, or set converged to null."
+        )
+    source = json.loads(path.read_text())
+    combos = source.get("config", {}).get("combos", [])
+    stage = next(
+        (
+            f"{c['setting']}_n{c['n_train']}_f{c['num_features']}"
+            for c in combos
+            if (c["n_train"], c["num_features"]) == (config.n_train, config.num_features)
+        ),
+        None,
+    )
+    if stage is None:
+        raise ValueError(
+            f"{path.name} ({config.converged}) trains no networks with n_train = "
+            f"{config.n_train} and f = {config.num_features} (its combos: {combos}); the "
+            "convergence cost needs networks of the size timed here."
+        )
+    records = [n for n in source["networks"] if n.get("stage") == stage]
+    rows = convergence_epochs(records, config.methods.n_traditional)
+    single = [r["single_epochs"] * single_epoch_s for r in rows]
+    ensemble = [r["ensemble_epochs"] * ensemble_epoch_s for r in rows]
+    return {
+        "source": str(config.converged),
+        "source_sha256": file_sha256(path),
+        "source_commit": source.get("provenance", {}).get("commit"),
+        "stage": stage,
+        "rows": rows,
+        "single_s": single,
+        "ensemble_s": ensemble,
+        "ratio": ratio(ensemble, single),
+    }
 
 
 def measure(config: CostConfig, seed: int, *, root, workdir: Path) -> dict:
@@ -210,9 +271,18 @@ def run(
             [v["inference"]["single_gmm_ms"] for v in vals],
         ),
     }
+    if config.converged is not None:
+        convergence = converged_cost(
+            config,
+            float(np.mean([v["train_single"]["epoch_s"] for v in vals])),
+            float(np.mean([v["train_ensemble"]["epoch_s"] for v in vals])),
+        )
+    else:
+        convergence = None
     results = {
         "config": config_dict(config),
         "data": data,
+        "convergence": convergence,
         "seeds": list(seeds),
         "per_seed": per_seed,
         "summary": summary,
@@ -228,6 +298,26 @@ def run(
     atomic_write_text(workdir / "section.md", report(results, config))
     _log(f"wrote {workdir / 'section.md'} ({results['wall_time_s'] / 60:.1f} min)")
     return results
+
+
+def _convergence_rows(convergence: dict | None) -> list[str]:
+    """The training-to-convergence rows of the cost table (none without ``converged``)."""
+    if convergence is None:
+        return []
+    rows = convergence["rows"]
+    seeds = [r["seed"] for r in rows]
+    reasons = sorted({reason for r in rows for reason in r["stop_reasons"]})
+    return [
+        f"| epochs to convergence (the converged networks of `{convergence['source']}`, "
+        f"{convergence['stage']}, seeds {seeds}; stopped by {', '.join(reasons)}; the "
+        "ensemble runs until its last member stops) | "
+        f"{format_mean_sd([r['single_epochs'] for r in rows], 1, 0)} | "
+        f"{format_mean_sd([r['ensemble_epochs'] for r in rows], 1, 0)} | |",
+        "| training to convergence: those epochs × the steady-state epoch time above (min) | "
+        f"{format_mean_sd([s / 60 for s in convergence['single_s']], 1, 1)} | "
+        f"{format_mean_sd([s / 60 for s in convergence['ensemble_s']], 1, 1)} | "
+        f"{format_mean_sd(convergence['ratio'], 1, 2)} |",
+    ]
 
 
 def report(results: dict, config: CostConfig) -> str:
@@ -264,6 +354,7 @@ def report(results: dict, config: CostConfig) -> str:
         f"{format_mean_sd(col(['train_ensemble', 'first_epoch_s']), 1, 1)} | |",
         f"| GMM fit, BIC over K ≤ {config.methods.max_components} (s) | "
         f"{format_mean_sd(col(['gmm_fit_s']), 1, 1)} | – | |",
+        *_convergence_rows(results.get("convergence")),
         "",
         f"| inference ({config.infer_frames} test_300K structures) | ms / structure | ratio |",
         "|---|---|---|",

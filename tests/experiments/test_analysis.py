@@ -3,6 +3,7 @@ oracles."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -15,7 +16,7 @@ from scipy import stats
 from experiments.common.plots import _grid
 from experiments.common.prediction import Prediction
 from experiments.cost.analysis import claims as cost_claims
-from experiments.cost.analysis import epoch_times, ratio, split_compile
+from experiments.cost.analysis import convergence_epochs, epoch_times, ratio, split_compile
 from experiments.fig2_uncertainty.analysis import (
     method_metrics,
     monotone_increasing,
@@ -276,6 +277,75 @@ def test_cost_claims_per_seed():
     assert "= 9.5 ± 3.5 (2.50 ± 0.71 vs 22.5 ± 2.1 ms/structure" in inference["measured"]
     assert "(0.65 ± 0.35 per member)" in training["measured"]
     assert "4.0 ± 1.4 s vs 1.1 ± 0.1 s per single-model epoch" in training["measured"]
+    # With converged networks, the training cost to convergence per seed (3.0 ≥ 2; 1.5 < 2).
+    results["convergence"] = {"ratio": [3.0, 1.5], "source": "fig2/results.json"}
+    *_, converged = cost_claims(results)
+    assert (converged["seeds_supporting"], converged["n_seeds"]) == (1, 2)
+    assert converged["measured"].startswith("2.25 ± 1.06 single-model trainings")
+
+
+def _net(seed, piece, member, epochs, reason="min_learning_rate", stage="300K_n100_f16"):
+    return {
+        "seed": seed,
+        "piece": piece,
+        "member": member,
+        "epochs": epochs,
+        "stop_reason": reason,
+        "stage": stage,
+    }
+
+
+def test_convergence_epochs_single_is_member_zero_ensemble_its_last_member():
+    nets = [
+        _net(1, "traditional4-b", 0, 500),
+        _net(1, "traditional4-b", 1, 650, "max_epochs"),
+        _net(1, "traditional4-b", 2, 420),
+        _net(1, "traditional4-b", 3, 600),
+        _net(0, "traditional4-a", 3, 782),
+        _net(0, "traditional4-a", 0, 644),
+        _net(0, "traditional4-a", 1, 564),
+        _net(0, "traditional4-a", 2, 636),
+        _net(0, "variant0-c", 100, 900),  # a diverse variant: not a traditional member
+    ]
+    rows = convergence_epochs(nets, 4)
+    assert rows == [
+        {"seed": 0, "single_epochs": 644, "ensemble_epochs": 782,
+         "stop_reasons": ["min_learning_rate"]},
+        {"seed": 1, "single_epochs": 500, "ensemble_epochs": 650,
+         "stop_reasons": ["max_epochs", "min_learning_rate"]},
+    ]  # fmt: skip
+    # Only the first J members count for a J-member ensemble.
+    assert [r["ensemble_epochs"] for r in convergence_epochs(nets, 3)] == [644, 650]
+    with pytest.raises(ValueError, match="fewer than the 5"):
+        convergence_epochs(nets, 5)
+    with pytest.raises(ValueError, match="no traditional ensemble"):
+        convergence_epochs(nets[-1:], 1)
+
+
+def test_converged_cost_reads_the_networks_of_the_timed_size(tmp_path):
+    from experiments.cost.run import PRESETS, converged_cost
+
+    source = {
+        "config": {"combos": [{"setting": "300K", "n_train": 100, "num_features": 16}]},
+        "networks": [_net(0, "traditional4-a", m, e) for m, e in enumerate([600, 700, 650, 640])]
+        + [_net(0, "traditional4-z", m, 5000, stage="300K_n50_f16") for m in range(4)],
+        "provenance": {"commit": {"sha": "abc", "dirty": False}},
+    }
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(source))
+    config = dataclasses.replace(PRESETS["cpu"], converged=str(path), n_train=100, num_features=16)
+    got = converged_cost(config, single_epoch_s=1.5, ensemble_epoch_s=4.0)
+    assert got["rows"] == [
+        {"seed": 0, "single_epochs": 600, "ensemble_epochs": 700,
+         "stop_reasons": ["min_learning_rate"]}
+    ]  # fmt: skip
+    assert got["single_s"] == [900.0] and got["ensemble_s"] == [2800.0]
+    assert got["ratio"] == [pytest.approx(2800 / 900)]
+    assert got["stage"] == "300K_n100_f16" and got["source_commit"]["sha"] == "abc"
+    with pytest.raises(ValueError, match="n_train = 50 and f = 16"):
+        converged_cost(dataclasses.replace(config, n_train=50), 1.0, 1.0)
+    with pytest.raises(FileNotFoundError, match="set converged to null"):
+        converged_cost(dataclasses.replace(config, converged=str(tmp_path / "no.json")), 1, 1)
 
 
 def test_epoch_times_counts_each_epoch_once(tmp_path):
