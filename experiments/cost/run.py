@@ -162,6 +162,7 @@ def converged_cost(config: CostConfig, single_epoch_s: float, ensemble_epoch_s: 
         "source": str(config.converged),
         "source_sha256": file_sha256(path),
         "source_commit": source.get("provenance", {}).get("commit"),
+        "source_data": source.get("provenance", {}).get("data", {}).get("source"),
         "stage": stage,
         "rows": rows,
         "single_s": single,
@@ -309,7 +310,8 @@ def _convergence_rows(convergence: dict | None) -> list[str]:
     reasons = sorted({reason for r in rows for reason in r["stop_reasons"]})
     return [
         f"| epochs to convergence (the converged networks of `{convergence['source']}`, "
-        f"{convergence['stage']}, seeds {seeds}; stopped by {', '.join(reasons)}; the "
+        f"{convergence['stage']}, {convergence.get('source_data') or 'unknown'} data, seeds "
+        f"{seeds}; stopped by {', '.join(reasons)}; the "
         "ensemble runs until its last member stops) | "
         f"{format_mean_sd([r['single_epochs'] for r in rows], 1, 0)} | "
         f"{format_mean_sd([r['ensemble_epochs'] for r in rows], 1, 0)} | |",
