@@ -49,6 +49,20 @@ def test_committed_readme_table_matches_the_committed_results():
     )
 
 
+def test_committed_cost_was_computed_on_the_committed_converged_networks():
+    """The cost's training-to-convergence rows use another experiment's results file: they
+    are current only while that file is the one they read (else rerun the cost)."""
+    from experiments.common.provenance import file_sha256
+
+    cost = json.loads((REPO / "experiments" / "cost" / "results" / "results.json").read_text())
+    convergence = cost["convergence"]
+    assert convergence is not None
+    assert file_sha256(REPO / convergence["source"]) == convergence["source_sha256"], (
+        f"{convergence['source']} changed after the cost was measured; rerun "
+        "`python -m experiments.cost --preset cpu --workdir experiments/cost/results`."
+    )
+
+
 def test_committed_results_without_provenance_are_marked():
     text = README.read_text()
     block = text[text.index(BEGIN) : text.index(END)]
