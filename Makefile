@@ -1,7 +1,7 @@
 # Set-up and entry points. `make test` and `make demo` create .venv when missing and install
 # the project with its extras; nothing else needs to be installed by hand. The install
 # byte-compiles the packages: where PYTHONDONTWRITEBYTECODE is set, Python would otherwise
-# recompile every imported module in every process (the suite starts hundreds).
+# recompile every imported module in every process (each test worker, each command-line test).
 
 PYTHON ?= python3
 VENV ?= .venv
