@@ -1,12 +1,15 @@
 # Set-up and entry points. `make test` and `make demo` create .venv when missing and install
-# the project with its extras; nothing else needs to be installed by hand. The install
-# byte-compiles the packages: where PYTHONDONTWRITEBYTECODE is set, Python would otherwise
-# recompile every imported module in every process (each test worker, each command-line test).
+# the project with its extras; nothing else needs to be installed by hand. The install uses uv
+# (downloads and installs in parallel: about half of pip's time in a fresh clone), and pip
+# where uv fails. Packages are byte-compiled at install: where PYTHONDONTWRITEBYTECODE is set,
+# Python would otherwise recompile every imported module in every process (each test worker,
+# each command-line test).
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+EXTRAS := test,experiments,md
 
 .PHONY: test test-all demo train-cpu lint results-table
 
@@ -18,8 +21,9 @@ endif
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,experiments,md]"
+	$(PY) -m pip install --quiet --upgrade pip uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --compile-bytecode -e ".[$(EXTRAS)]" \
+		|| $(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist), one test file per process at a time
