@@ -169,5 +169,6 @@ def _convergence_claim(convergence: Mapping | None, j: int) -> list[dict]:
             f"{convergence['source']} × the epoch times measured here)",
             "seeds_supporting": int(sum(r >= j / 2 for r in ratios)),
             "n_seeds": len(ratios),
+            "from_converged_networks": True,
         }
     ]

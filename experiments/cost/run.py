@@ -156,6 +156,12 @@ def converged_cost(config: CostConfig, single_epoch_s: float, ensemble_epoch_s: 
         )
     records = [n for n in source["networks"] if n.get("stage") == stage]
     rows = convergence_epochs(records, config.methods.n_traditional)
+    used = [
+        {k: n[k] for k in ("name", "seed", "piece", "member", "epochs", "stop_reason")}
+        for n in records
+        if str(n.get("piece", "")).startswith("traditional")
+        and int(n["member"]) < config.methods.n_traditional
+    ]
     single = [r["single_epochs"] * single_epoch_s for r in rows]
     ensemble = [r["ensemble_epochs"] * ensemble_epoch_s for r in rows]
     return {
@@ -165,6 +171,7 @@ def converged_cost(config: CostConfig, single_epoch_s: float, ensemble_epoch_s: 
         "source_data": source.get("provenance", {}).get("data", {}).get("source"),
         "stage": stage,
         "rows": rows,
+        "networks": used,
         "single_s": single,
         "ensemble_s": ensemble,
         "ratio": ratio(ensemble, single),

@@ -293,10 +293,14 @@ def table_i_rows(
 
 
 def cost_rows(experiment: str, results: Mapping, cells: RunCells) -> list[Row]:
-    """Rows of the cost claims, recomputed from the file's per-seed timings and summary."""
-    return [
-        _row(
-            experiment, c["claim"], c["measured"], f"{c['seeds_supporting']}/{c['n_seeds']}", cells
-        )
-        for c in cost_claims(results)
-    ]
+    """Rows of the cost claims, recomputed from the file's per-seed timings and summary. The
+    training-to-convergence claim's networks are the converged ones its epochs come from."""
+    rows = []
+    convergence = results.get("convergence")
+    for c in cost_claims(results):
+        own = cells
+        if c.get("from_converged_networks") and convergence is not None:
+            own = cells._replace(networks=networks_cell(convergence.get("networks")))
+        seeds = f"{c['seeds_supporting']}/{c['n_seeds']}"
+        rows.append(_row(experiment, c["claim"], c["measured"], seeds, own))
+    return rows

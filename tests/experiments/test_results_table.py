@@ -26,6 +26,7 @@ from experiments.results_table.rows import (
     RunCells,
     claim_rows,
     commit_cell,
+    cost_rows,
     data_cell,
     machine_note,
     networks_cell,
@@ -61,6 +62,35 @@ def test_committed_cost_was_computed_on_the_committed_converged_networks():
         f"{convergence['source']} changed after the cost was measured; rerun "
         "`python -m experiments.cost --preset cpu --workdir experiments/cost/results`."
     )
+
+
+def test_cost_convergence_row_names_the_converged_networks():
+    def seed(ms):
+        return {
+            "inference": {"single_gmm_ms": ms, "ensemble_ms": 10 * ms},
+            "gmm_fit_s": 1.0,
+            "train_single": {"epoch_s": 1.0},
+        }
+
+    nets = [{"stop_reason": "min_learning_rate"}] * 7 + [{"stop_reason": "max_epochs"}]
+    results = {
+        "config": {"n_infer_members": 10, "methods": {"n_traditional": 4, "max_components": 20}},
+        "per_seed": {"0": seed(2.0), "1": seed(3.0)},
+        "summary": {
+            "inference_ensemble_vs_gmm": [10.0, 10.0],
+            "inference_gmm_overhead": [1.0, 1.0],
+            "train_epoch_ratio": [3.6, 3.8],
+        },
+        "convergence": {"ratio": [4.1, 4.6], "source": "f/results.json", "networks": nets},
+    }
+    cells = RunCells("cpu", "DFT", "0/10 converged; max_epochs 10", "abc", "3 min")
+    rows = cost_rows("Cost", results, cells)
+    assert [r.networks for r in rows] == [
+        "0/10 converged; max_epochs 10",
+        "0/10 converged; max_epochs 10",
+        "7/8 converged (min_learning_rate); max_epochs 1",
+    ]
+    assert rows[2].seeds == "2/2" and rows[2].commit == "abc"
 
 
 def test_committed_results_without_provenance_are_marked():
