@@ -165,8 +165,10 @@ def _convergence_claim(convergence: Mapping | None, j: int) -> list[dict]:
         {
             "claim": f"… training to convergence: a vmapped {j}-member ensemble costs ≥ {j / 2:g} "
             "single-model trainings per seed",
-            "measured": f"{format_mean_sd(ratios, 1, 2)} single-model trainings (epochs of "
-            f"{convergence['source']} × the epoch times measured here)",
+            "measured": f"{format_mean_sd(ratios, 1, 2)} single-model trainings (epochs of the "
+            f"converged networks of {convergence['source']}, "
+            f"{convergence.get('source_data') or 'unknown'} data, × the epoch times measured "
+            "here)",
             "seeds_supporting": int(sum(r >= j / 2 for r in ratios)),
             "n_seeds": len(ratios),
             "from_converged_networks": True,

@@ -286,6 +286,7 @@ def test_cost_claims_per_seed():
 
 def _net(seed, piece, member, epochs, reason="min_learning_rate", stage="300K_n100_f16"):
     return {
+        "name": f"{stage}: {piece} member {member}",
         "seed": seed,
         "piece": piece,
         "member": member,
@@ -342,6 +343,9 @@ def test_converged_cost_reads_the_networks_of_the_timed_size(tmp_path):
     assert got["single_s"] == [900.0] and got["ensemble_s"] == [2800.0]
     assert got["ratio"] == [pytest.approx(2800 / 900)]
     assert got["stage"] == "300K_n100_f16" and got["source_commit"]["sha"] == "abc"
+    assert [(n["member"], n["epochs"]) for n in got["networks"]] == [
+        (0, 600), (1, 700), (2, 650), (3, 640)
+    ]  # fmt: skip
     with pytest.raises(ValueError, match="n_train = 50 and f = 16"):
         converged_cost(dataclasses.replace(config, n_train=50), 1.0, 1.0)
     with pytest.raises(FileNotFoundError, match="set converged to null"):
