@@ -123,9 +123,10 @@ def _timed_config(config: CostConfig, seed: int):
     return mc, run_config(mc, seed=seed)
 
 
-def converged_cost(config: CostConfig, single_epoch_s: float, ensemble_epoch_s: float) -> dict:
-    """The training cost to convergence: epochs of the converged networks in
-    ``config.converged`` times the measured steady-state epoch times (s).
+def converged_networks(config: CostConfig) -> dict:
+    """The converged traditional ensembles of ``config.converged`` of the size timed here: the
+    file's identity, the per-seed epochs (:func:`experiments.cost.analysis.convergence_epochs`)
+    and the records of the networks they come from.
 
     Raises:
         FileNotFoundError: no such results file.
@@ -155,27 +156,35 @@ def converged_cost(config: CostConfig, single_epoch_s: float, ensemble_epoch_s: 
             "convergence cost needs networks of the size timed here."
         )
     records = [n for n in source["networks"] if n.get("stage") == stage]
-    rows = convergence_epochs(records, config.methods.n_traditional)
-    used = [
-        {k: n[k] for k in ("name", "seed", "piece", "member", "epochs", "stop_reason")}
-        for n in records
-        if str(n.get("piece", "")).startswith("traditional")
-        and int(n["member"]) < config.methods.n_traditional
-    ]
-    single = [r["single_epochs"] * single_epoch_s for r in rows]
-    ensemble = [r["ensemble_epochs"] * ensemble_epoch_s for r in rows]
+    j = config.methods.n_traditional
     return {
         "source": str(config.converged),
         "source_sha256": file_sha256(path),
         "source_commit": source.get("provenance", {}).get("commit"),
         "source_data": source.get("provenance", {}).get("data", {}).get("source"),
         "stage": stage,
-        "rows": rows,
-        "networks": used,
-        "single_s": single,
-        "ensemble_s": ensemble,
-        "ratio": ratio(ensemble, single),
+        "rows": convergence_epochs(records, j),
+        "networks": [
+            {k: n[k] for k in ("name", "seed", "piece", "member", "epochs", "stop_reason")}
+            for n in records
+            if str(n.get("piece", "")).startswith("traditional") and int(n["member"]) < j
+        ],
     }
+
+
+def converged_cost(
+    config: CostConfig,
+    single_epoch_s: float,
+    ensemble_epoch_s: float,
+    networks: dict | None = None,
+) -> dict:
+    """The training cost to convergence: :func:`converged_networks` (given, or read now) with
+    ``single_s`` / ``ensemble_s`` (their epochs times the measured steady-state epoch times, s)
+    and their per-seed ``ratio``."""
+    base = networks if networks is not None else converged_networks(config)
+    single = [r["single_epochs"] * single_epoch_s for r in base["rows"]]
+    ensemble = [r["ensemble_epochs"] * ensemble_epoch_s for r in base["rows"]]
+    return {**base, "single_s": single, "ensemble_s": ensemble, "ratio": ratio(ensemble, single)}
 
 
 def measure(config: CostConfig, seed: int, *, root, workdir: Path) -> dict:
@@ -253,6 +262,8 @@ def run(
     begun = begin_run()
     start = time.perf_counter()
     sources = check_source(data, root, ["train_300K", "test_300K"])
+    # Read (and check) the converged networks before the timings, not after.
+    converged = converged_networks(config) if config.converged is not None else None
     per_seed = {seed: measure(config, seed, root=root, workdir=workdir) for seed in seeds}
     vals = list(per_seed.values())
     networks = []
@@ -279,14 +290,14 @@ def run(
             [v["inference"]["single_gmm_ms"] for v in vals],
         ),
     }
-    if config.converged is not None:
+    convergence = None
+    if converged is not None:
         convergence = converged_cost(
             config,
             float(np.mean([v["train_single"]["epoch_s"] for v in vals])),
             float(np.mean([v["train_ensemble"]["epoch_s"] for v in vals])),
+            converged,
         )
-    else:
-        convergence = None
     results = {
         "config": config_dict(config),
         "data": data,
