@@ -147,6 +147,7 @@ class OTFConfig:
             problems.append(f"n_members={self.n_members}: an ensemble needs at least 2")
         if self.timestep_fs <= 0 or self.temperature_K < 0 or self.friction_per_fs < 0:
             problems.append("timestep_fs must be > 0, temperature_K and friction_per_fs >= 0")
+        problems += _option_problems(self.oracle, self.head_options)
         if problems:
             raise ValueError("invalid OTFConfig: " + "; ".join(problems) + ".")
 
@@ -180,6 +181,38 @@ class OTFConfig:
 
     def replace(self, **changes: Any) -> OTFConfig:
         return dataclasses.replace(self, **changes)
+
+
+def _option_problems(oracle: Any, head_options: Any) -> list[str]:
+    """What is wrong with the option mappings ``oracle`` (the fields of
+    :class:`nequip_jax.oracle.XTBOracle`) and ``head_options`` (registered method → mapping of
+    its fit options): checked when the config is made, not when the run first uses them."""
+    from nequip_jax.oracle.xtb import XTBOracle  # no tblite import: that happens on first use
+
+    problems = []
+    if not isinstance(oracle, Mapping):
+        problems.append(f"oracle={oracle!r} must be a mapping of XTBOracle fields")
+    else:
+        fields = {f.name for f in dataclasses.fields(XTBOracle)}
+        unknown = sorted(set(oracle) - fields)
+        if unknown:
+            problems.append(f"oracle has unknown keys {unknown}; XTBOracle takes {sorted(fields)}")
+        else:
+            try:
+                XTBOracle(**oracle)
+            except (TypeError, ValueError) as err:
+                problems.append(f"oracle: {err}")
+    if not isinstance(head_options, Mapping):
+        problems.append(f"head_options={head_options!r} must map method names to option mappings")
+    else:
+        for name, options in head_options.items():
+            if name not in TRIGGERS:
+                problems.append(
+                    f"head_options names {name!r}, which is not a registered method {TRIGGERS}"
+                )
+            elif not isinstance(options, Mapping):
+                problems.append(f"head_options[{name!r}]={options!r} must be a mapping")
+    return problems
 
 
 #: Folder of the shipped presets (``<name>.yaml``).

@@ -316,6 +316,10 @@ def test_presets_and_overrides():
         ({"labels": "files"}, "data_root"),
         ({"threshold_percentile": 120.0}, "threshold_percentile"),
         ({"trigger": "ensemble", "n_members": 1}, "n_members"),
+        ({"oracle": {"methd": "GFN1-xTB"}}, r"oracle has unknown keys \['methd'\]"),
+        ({"oracle": {"accuracy": -1.0}}, "oracle: accuracy must be positive"),
+        ({"head_options": {"gmn": {"max_components": 4}}}, "'gmn', which is not a registered"),
+        ({"head_options": {"gmm": 4}}, r"head_options\['gmm'\]=4 must be a mapping"),
     ],
 )
 def test_invalid_config_names_the_problem(changes, message):
