@@ -27,14 +27,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist), one test file per process at a time
-# (module fixtures are built once); TEST_WORKERS=0 runs it in this process.
+# (module fixtures are built once); TEST_WORKERS=0 runs it in this process. The slowest tests
+# are listed at the end.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-all: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m ""
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 -m ""
 
 train-cpu: $(STAMP)
 	$(PY) -m nequip_jax.cli train cpu --workdir runs/train-cpu --evaluate
