@@ -41,7 +41,11 @@ def test_vmapped_step_equals_member_steps(frames_300K, tiny_model):
     for j in range(3):
         alone, sums = jax.jit(step)(states[j], batches[j], lrs[j], ews[j], fws[j], j < 2)
         for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(vstate)):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b)[j], rtol=1e-4, atol=1e-5)
+            a, b = np.asarray(a), np.asarray(b)[j]
+            # float32 sums in another order: an entry's error scales with the largest terms of
+            # its leaf (the optimiser's second moments span eight decades), not with the entry.
+            scale = float(np.max(np.abs(a))) if a.size else 0.0
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=max(1e-5, 1e-6 * scale))
         np.testing.assert_allclose(float(sums.forces_sq), float(vsums.forces_sq[j]), rtol=1e-5)
     # The inactive member is frozen.
     for a, b in zip(jax.tree.leaves(states[2].params), jax.tree.leaves(vstate.params)):
