@@ -63,6 +63,9 @@ class DemoConfig:
     timing_frames: int = 64
     seeds: tuple[int, ...] = (0,)  # the report is one seed's
     data: str = "dft"  # the test sets are DFT's
+    # Further overrides of the training preset (``key=value``, as ``nequip-jax train``'s),
+    # applied after the fields above, e.g. a smaller model for the tests.
+    overrides: tuple[str, ...] = ()
 
 
 PRESETS: dict[str, DemoConfig] = load_presets("demo", DemoConfig)
@@ -115,7 +118,15 @@ def run(
     ]
     if root is not None:
         overrides.append(f"data.root={root}")
-    config = load_config(demo.base, overrides)
+    own = dict(o.split("=", 1) for o in overrides)
+    for extra in demo.overrides:
+        name, _, value = extra.partition("=")
+        if name in own and value != own[name]:
+            raise ValueError(
+                f"demo override {extra!r} contradicts the demo's own setting {name}={own[name]} "
+                "(set by its field or argument); change that field instead."
+            )
+    config = load_config(demo.base, [*overrides, *demo.overrides])
     sources = check_source(data, root, ["train_300K", *demo.test_splits])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StandInWarning)  # the split also reads the test sets

@@ -85,3 +85,14 @@ def test_demo_refuses_several_seeds(scan_root, tmp_path):
             ["--preset", "tiny", "--data-root", str(scan_root), "--workdir", str(tmp_path)]
             + ["--seeds", "0", "1"]
         )
+
+
+def test_demo_refuses_an_override_that_contradicts_its_fields(scan_root, tmp_path):
+    import dataclasses
+
+    from experiments.demo.run import run
+
+    demo = dataclasses.replace(PRESETS["tiny"], overrides=("data.n_train=50",))
+    with pytest.raises(ValueError, match=r"data.n_train=50.*data.n_train=12"):
+        run(demo, tmp_path, root=scan_root)
+    assert not (tmp_path / "single").exists()
