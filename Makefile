@@ -27,15 +27,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist), one test file per process at a time
-# (module fixtures are built once); TEST_WORKERS=0 runs it in this process. The slowest tests
-# are listed at the end.
+# (module fixtures are built once); TEST_WORKERS=0 runs it in this process. Files start
+# heaviest first, by the seconds in tests/durations.json (`make test PYTEST_ARGS=
+# --store-durations` measures them again). The slowest tests are listed at the end.
 TEST_WORKERS ?= 2
+PYTEST_ARGS ?=
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-all: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 -m ""
+	$(PYTEST) -m "" $(PYTEST_ARGS)
 
 train-cpu: $(STAMP)
 	$(PY) -m nequip_jax.cli train cpu --workdir runs/train-cpu --evaluate

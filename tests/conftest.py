@@ -211,3 +211,75 @@ def dask_client():
             distributed.Client(cluster) as client,
         ):
             yield client
+
+
+# ---------------------------------------------------------------------------------------------
+# Order of the test files: heaviest first. With ``--dist loadfile`` each worker takes the next
+# file of the queue when it is free; started last, a file of a few minutes leaves the other
+# worker idle for most of them. ``tests/durations.json`` holds every file's measured seconds
+# (setup + call + teardown of its tests), written by a run with ``--store-durations``; a file it
+# does not list counts as the median. The Makefile passes ``--no-loadscope-reorder`` so that
+# pytest-xdist keeps this order instead of sorting files by their number of tests.
+
+DURATIONS_FILE = os.path.join(os.path.dirname(__file__), "durations.json")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--store-durations",
+        action="store_true",
+        help=f"write every test file's total seconds to {os.path.basename(DURATIONS_FILE)}",
+    )
+
+
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def _read_durations() -> dict[str, float]:
+    import json
+
+    try:
+        with open(DURATIONS_FILE) as f:
+            return {str(k): float(v) for k, v in json.load(f).items()}
+    except FileNotFoundError:
+        return {}
+
+
+def pytest_collection_modifyitems(config, items):
+    seconds = _read_durations()
+    if not seconds:
+        return
+    default = float(np.median(list(seconds.values())))
+    first_seen = {}
+    for item in items:
+        first_seen.setdefault(_file_of(item.nodeid), len(first_seen))
+    # A stable sort: the tests of a file keep their order, ties keep the collection's.
+    items.sort(
+        key=lambda item: (
+            -seconds.get(_file_of(item.nodeid), default),
+            first_seen[_file_of(item.nodeid)],
+        )
+    )
+
+
+_measured: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    # In the controlling process under pytest-xdist, the reports of every worker.
+    _measured[_file_of(report.nodeid)] = _measured.get(_file_of(report.nodeid), 0.0) + float(
+        report.duration
+    )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if not config.getoption("--store-durations") or hasattr(config, "workerinput"):
+        return
+    import json
+
+    from nequip_jax._io import atomic_write_text
+
+    merged = {**_read_durations(), **{k: round(v, 2) for k, v in _measured.items()}}
+    atomic_write_text(DURATIONS_FILE, json.dumps(dict(sorted(merged.items())), indent=1) + "\n")
