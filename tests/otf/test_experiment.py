@@ -2,16 +2,20 @@
 its models and the ``nequip-jax otf`` command.
 
 Oracles: the random baseline draws exactly as many labelling steps as the GMM run made calls;
-the summaries agree with the event logs; coverages, bounds, miscalibration areas and curves are
-in their mathematical ranges (a monotone curve, an area in [0, 0.5]); a finished run is not
-repeated by the command line.
+the summaries agree with the event logs; the calibration's force errors equal an independent
+prediction of the final models on the cached test sets (coverages, bounds, miscalibration areas
+and curves are in their mathematical ranges: a monotone curve, an area in [0, 0.5]); a finished
+run is not repeated by the command line.
 """
 
 import json
 
+import ase.io
 import numpy as np
 import pytest
 
+from nequip_jax.model import Potential
+from nequip_jax.model.ensemble import Ensemble
 from nequip_jax.otf import load_otf_config, read_events
 
 pytest.importorskip("tblite")
@@ -67,8 +71,29 @@ def test_calibration_on_the_tiny_models(tiny_otf, tmp_path):
     report = run(CalibrationConfig(str(workdir), n_calibration=20, alpha=0.1), tmp_path)
     methods = {(r["method"], r["calibrator"]) for r in report["rows"]}
     assert {("gmm", "isotonic"), ("ensemble", "direct"), ("llpr", "isotonic")} <= methods
-    for row in report["rows"]:
-        for r in row["splits"].values():
+    # Oracle: every row evaluates its method's final model on the run's cached test sets. The
+    # mean per-atom force error (Eq. (2), RMS over the three components) and the atom count
+    # of each row equal an independent prediction of that model on those frames.
+    models = {}
+    for run_name in ("gmm", "ensemble"):
+        state = json.loads((workdir / run_name / "state.json").read_text())
+        folder = workdir / run_name / state["model_dir"]
+        models[run_name] = (
+            Ensemble.load(folder) if (folder / "ensemble.json").is_file() else Potential.load(folder)
+        )
+    for split in ("test_300K", "test_600K"):
+        (path,) = (workdir / "cache").glob(f"test_{split}_*.xyz")
+        frames = ase.io.read(path, index=":")
+        true = np.concatenate([a.get_forces() for a in frames])
+        eps = {}
+        for run_name, model in models.items():
+            pred = np.concatenate(model.predict(frames)["forces"])
+            eps[run_name] = np.sqrt(np.mean((pred - true) ** 2, axis=1))
+        for row in report["rows"]:
+            r = row["splits"][split]
+            own = eps["ensemble" if row["method"] == "ensemble" else "gmm"]
+            assert r["n_atoms"] == own.size
+            assert r["mean_eps"] == pytest.approx(float(np.mean(own)), rel=1e-5)
             assert 0.0 <= r["coverage"] <= 1.0 and r["mean_upper"] > 0
             assert 0.0 <= r["miscalibration_area"] <= 0.5
             assert np.all(np.diff(r["curve"]["observed"]) >= 0)
