@@ -78,9 +78,8 @@ def test_calibration_on_the_tiny_models(tiny_otf, tmp_path):
     for run_name in ("gmm", "ensemble"):
         state = json.loads((workdir / run_name / "state.json").read_text())
         folder = workdir / run_name / state["model_dir"]
-        models[run_name] = (
-            Ensemble.load(folder) if (folder / "ensemble.json").is_file() else Potential.load(folder)
-        )
+        kind = Ensemble if (folder / "ensemble.json").is_file() else Potential
+        models[run_name] = kind.load(folder)
     for split in ("test_300K", "test_600K"):
         (path,) = (workdir / "cache").glob(f"test_{split}_*.xyz")
         frames = ase.io.read(path, index=":")
