@@ -6,6 +6,13 @@ the ``cpu`` model's defaults, the learning curve). Every network lives in
 folder can be produced by ``nequip-jax train CONFIG --workdir ... --evaluate --resume``) and is
 trained in resumable pieces: an interrupted run continues from ``last.ckpt`` and reaches the same
 parameters. Test-set errors are cached next to the model as ``eval_<split>.json``.
+
+A finished network is a *piece* of the study by its small files alone (:data:`PIECE_FILES`):
+``config.yaml``, ``summary.json`` (its training record) and ``test_summary.json`` (the summary
+errors of every evaluated test split; the per-atom errors stay in the ``eval_*.json``). With
+those present the network is reported without loading or retraining it, so a study run over
+several jobs (or machines) may keep these few kilobytes in its results folder and drop the
+checkpoints, the model and the per-atom files.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from nequip_jax.training import RunConfig, load_config, train
 from nequip_jax.training.config import apply_overrides
 
 __all__ = [
+    "PIECE_FILES",
     "Study",
+    "finished_piece",
     "variant_config",
     "train_to_convergence",
     "evaluate_splits",
@@ -42,6 +51,9 @@ __all__ = [
 
 #: Stop reasons of a finished network (anything else is resumed).
 FINISHED = ("min_learning_rate", "early_stopping", "non_finite", "max_epochs")
+
+#: The files of a network folder that make it a finished piece of a study.
+PIECE_FILES = ("config.yaml", "summary.json", "test_summary.json")
 
 
 def variant_config(base: str, overrides: Sequence[str], *, seed: int) -> RunConfig:
@@ -78,12 +90,46 @@ def train_to_convergence(
         (record,) = json.loads(summary.read_text())["networks"]
         if record["stop_reason"] in FINISHED:
             return Potential.load(folder / "model"), record
-    for stale in folder.glob("eval_*.json"):
-        stale.unlink()  # errors of an unfinished model
+    for stale in [*folder.glob("eval_*.json"), folder / "test_summary.json"]:
+        stale.unlink(missing_ok=True)  # errors of an unfinished model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StandInWarning)  # the split also reads the test sets
         potential = train(config, folder, resume=True, verbose=verbose)
     return potential, potential.metadata["training"]
+
+
+def _eval_path(folder: Path, split: str, max_test_frames: int | None) -> Path:
+    suffix = "" if max_test_frames is None else f"_{max_test_frames}"
+    return folder / f"eval_{split}{suffix}.json"
+
+
+def finished_piece(
+    config: RunConfig,
+    folder: str | Path,
+    splits: Sequence[str],
+    max_test_frames: int | None = None,
+) -> tuple[dict, dict[str, dict]] | None:
+    """The training record and test summaries of a finished network of ``config`` in
+    ``folder`` from its piece files alone (no model needed), or ``None`` when the network has
+    not finished or a split's errors are missing.
+
+    Raises:
+        ValueError: ``folder`` holds a run of another configuration.
+    """
+    folder = Path(folder)
+    _check_folder(config, folder)
+    summary = folder / "summary.json"
+    if not summary.is_file():
+        return None
+    (record,) = json.loads(summary.read_text())["networks"]
+    tests_file = folder / "test_summary.json"
+    if record["stop_reason"] not in FINISHED or not tests_file.is_file():
+        return None
+    stored = json.loads(tests_file.read_text())
+    names = {split: _eval_path(folder, split, max_test_frames).stem for split in splits}
+    if not all(name in stored for name in names.values()):
+        return None
+    return record, {split: stored[name] for split, name in names.items()}
 
 
 def evaluate_splits(
@@ -95,19 +141,25 @@ def evaluate_splits(
 ) -> dict[str, dict]:
     """Summary errors of ``potential`` on each split (cached in ``folder/eval_<split>.json``;
     with ``max_test_frames``, on that many evenly spaced frames, cached as
-    ``eval_<split>_<n>.json``)."""
+    ``eval_<split>_<n>.json``); the summaries are also collected in
+    ``folder/test_summary.json``, keyed by those file names."""
     from experiments.common.cli import subsample
 
-    out = {}
+    out, names = {}, {}
     for split in splits:
-        suffix = "" if max_test_frames is None else f"_{max_test_frames}"
-        path = Path(folder) / f"eval_{split}{suffix}.json"
+        path = _eval_path(Path(folder), split, max_test_frames)
         if not path.is_file():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", StandInWarning)  # the documented test_1200K
                 frames = subsample(load_3bpa(split, root), max_test_frames)
             atomic_write_json(path, evaluate_potential(potential, frames))
         out[split] = json.loads(path.read_text())["summary"]
+        names[split] = path.stem
+    tests_file = Path(folder) / "test_summary.json"
+    stored = json.loads(tests_file.read_text()) if tests_file.is_file() else {}
+    merged = {**stored, **{names[split]: out[split] for split in splits}}
+    if merged != stored:
+        atomic_write_json(tests_file, dict(sorted(merged.items())))
     return out
 
 
@@ -139,12 +191,17 @@ def run_variants(
                     apply_overrides(config.to_dict(), [f"data.root={root}"])
                 )
             log(f"{name} seed {seed}: {folder}")
-            potential, record = train_to_convergence(config, folder, verbose=verbose)
+            stored = finished_piece(config, folder, splits, max_test_frames)
+            if stored is None:
+                potential, record = train_to_convergence(config, folder, verbose=verbose)
+                tests = evaluate_splits(potential, folder, splits, root, max_test_frames)
+            else:
+                record, tests = stored
             log(
                 f"{name} seed {seed}: {record['epochs']} epochs, {record['stop_reason']}, "
                 f"best val F-RMSE {1000 * record['best_val_forces_rmse']:.1f} meV/Å"
+                + (" (stored)" if stored is not None else "")
             )
-            tests = evaluate_splits(potential, folder, splits, root, max_test_frames)
             out[name][seed] = {"network": {"name": name, "seed": seed, **record}, "test": tests}
     return out
 

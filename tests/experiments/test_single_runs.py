@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from experiments.common.cli import subsample
-from experiments.common.single_runs import train_to_convergence, variant_config
+from experiments.common.single_runs import (
+    PIECE_FILES,
+    finished_piece,
+    train_to_convergence,
+    variant_config,
+)
 from experiments.cpu_defaults.__main__ import main
 from experiments.cpu_defaults.run import PRESETS
 from nequip_jax import load
@@ -80,3 +85,34 @@ def test_a_subset_of_variants_reports_those_and_reuses_their_networks(study, tmp
     assert not (out / "paper_era").exists()
     with pytest.raises(ValueError, match="choose from"):
         main(["--preset", "tiny", "--workdir", str(out), "--variants", "gelu"])
+
+
+def test_a_study_reports_finished_networks_from_their_piece_files_alone(study, tmp_path):
+    workdir, full = study
+    out = tmp_path / "pieces"
+    for folder in sorted(workdir.glob("*/seed*")):
+        target = out / folder.relative_to(workdir)
+        target.mkdir(parents=True)
+        for pattern in PIECE_FILES:
+            for path in folder.glob(pattern):
+                shutil.copy2(path, target / path.name)
+    assert not list(out.rglob("*.ckpt")) and not list(out.rglob("model"))
+    main(["--preset", "tiny", "--workdir", str(out)])
+    again = json.loads((out / "results.json").read_text())
+    assert again["rows"] == full["rows"] and again["networks"] == full["networks"]
+    # Nothing was trained or evaluated again.
+    assert not list(out.rglob("*.ckpt")) and not list(out.rglob("model"))
+    assert not list(out.rglob("metrics.jsonl"))
+    # A piece without a split's errors is not reported from its files: it would need its
+    # model, which is not there.
+    tests_file = out / "silu" / "seed0" / "test_summary.json"
+    stored = json.loads(tests_file.read_text())
+    (name,) = [k for k in stored if k.startswith("eval_test_300K")]
+    del stored[name]
+    tests_file.write_text(json.dumps(stored))
+    config = variant_config("cpu", PRESETS["tiny"].variants["silu"], seed=0)
+    splits = PRESETS["tiny"].splits
+    assert (
+        finished_piece(config, out / "silu" / "seed0", splits, PRESETS["tiny"].max_test_frames)
+        is None
+    )
