@@ -119,8 +119,8 @@ def finished_piece(
     folder = Path(folder)
     _check_folder(config, folder)
     summary = folder / "summary.json"
-    if not summary.is_file():
-        return None
+    if not summary.is_file() or not (folder / "config.yaml").is_file():
+        return None  # without its configuration a record cannot be matched to the request
     (record,) = json.loads(summary.read_text())["networks"]
     tests_file = folder / "test_summary.json"
     if record["stop_reason"] not in FINISHED or not tests_file.is_file():

@@ -105,14 +105,17 @@ def test_a_study_reports_finished_networks_from_their_piece_files_alone(study, t
     assert not list(out.rglob("metrics.jsonl"))
     # A piece without a split's errors is not reported from its files: it would need its
     # model, which is not there.
-    tests_file = out / "silu" / "seed0" / "test_summary.json"
-    stored = json.loads(tests_file.read_text())
+    tiny = PRESETS["tiny"]
+    config = variant_config("cpu", tiny.variants["silu"], seed=0)
+    folder = out / "silu" / "seed0"
+    stored = json.loads((folder / "test_summary.json").read_text())
     (name,) = [k for k in stored if k.startswith("eval_test_300K")]
     del stored[name]
-    tests_file.write_text(json.dumps(stored))
-    config = variant_config("cpu", PRESETS["tiny"].variants["silu"], seed=0)
-    splits = PRESETS["tiny"].splits
-    assert (
-        finished_piece(config, out / "silu" / "seed0", splits, PRESETS["tiny"].max_test_frames)
-        is None
-    )
+    (folder / "test_summary.json").write_text(json.dumps(stored))
+    assert finished_piece(config, folder, tiny.splits, tiny.max_test_frames) is None
+    # Nor is a piece without its configuration (its record could be any network's).
+    config = variant_config("cpu", tiny.variants["paper_era"], seed=0)
+    folder = out / "paper_era" / "seed0"
+    assert finished_piece(config, folder, tiny.splits, tiny.max_test_frames) is not None
+    (folder / "config.yaml").unlink()
+    assert finished_piece(config, folder, tiny.splits, tiny.max_test_frames) is None
