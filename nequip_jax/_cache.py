@@ -15,11 +15,8 @@ Where the cache lives, in this order:
    ``~/Library/Caches/nequip-jax/xla`` on macOS, ``%LOCALAPPDATA%\\nequip-jax\\xla`` on Windows.
 
 Entries are keyed by JAX on the program, the compiler options, the backend and the JAX version,
-so a stale entry is never used. With the optional ``filelock`` package installed the folder is
-bounded to :data:`MAX_SIZE` bytes (least recently used entries go first) and JAX locks it around
-every read and write, so processes that share it (parallel jobs, test workers) never read an
-entry another one is still writing; without it, such a read makes JAX warn and compile again.
-The folder can be deleted at any time.
+so a stale entry is never used. JAX bounds the folder's size only with the optional ``filelock``
+package installed (``jax_compilation_cache_max_size``); the folder can be deleted at any time.
 """
 
 from __future__ import annotations
@@ -31,13 +28,10 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["CACHE_ENV", "MAX_SIZE", "default_cache_dir", "enable_compilation_cache"]
+__all__ = ["CACHE_ENV", "default_cache_dir", "enable_compilation_cache"]
 
 #: Environment variable: cache folder, or ``off`` to disable the cache.
 CACHE_ENV = "NEQUIP_JAX_CACHE_DIR"
-
-#: Size bound of the folder (bytes) when ``filelock`` is installed and the user set none.
-MAX_SIZE = 8 * 2**30
 
 _OFF = {"", "0", "off", "false", "no", "none"}
 
@@ -89,11 +83,4 @@ def enable_compilation_cache(folder: str | Path | None = None) -> Path | None:
         )
         return None
     jax.config.update("jax_compilation_cache_dir", str(target))
-    if jax.config.jax_compilation_cache_max_size == -1:
-        try:
-            import filelock  # noqa: F401  (JAX's cache locks its folder with it)
-        except ImportError:
-            pass
-        else:
-            jax.config.update("jax_compilation_cache_max_size", MAX_SIZE)
     return target

@@ -42,22 +42,14 @@ from tests.tiny_models import SPECIES, TINY_MODEL
 def compilation_cache(tmp_path_factory):
     """A persistent XLA compilation cache for the session: the many small training runs of the
     suite compile the same programs again and again (fresh closures retrace, the cache skips the
-    compilation). Under pytest-xdist the workers share one folder (a program one worker compiled
-    is read by the other); a size limit turns on JAX's file lock around every read and write."""
+    compilation)."""
     previous = (
         jax.config.jax_compilation_cache_dir,
         jax.config.jax_persistent_cache_min_compile_time_secs,
-        jax.config.jax_compilation_cache_max_size,
     )
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        folder = tmp_path_factory.getbasetemp().parent / "xla_cache"  # this run's, all workers'
-        folder.mkdir(exist_ok=True)
-    else:
-        folder = tmp_path_factory.mktemp("xla_cache")
-    folder = str(folder)
+    folder = str(tmp_path_factory.mktemp("xla_cache"))
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_compilation_cache_max_size", 16 * 2**30)
     # Command-line runs in subprocesses use the same folder, never the user's cache.
     environ = pytest.MonkeyPatch()
     environ.setenv("NEQUIP_JAX_CACHE_DIR", folder)
@@ -65,7 +57,6 @@ def compilation_cache(tmp_path_factory):
     environ.undo()
     jax.config.update("jax_compilation_cache_dir", previous[0])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
-    jax.config.update("jax_compilation_cache_max_size", previous[2])
 
 
 @pytest.fixture

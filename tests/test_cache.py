@@ -15,13 +15,11 @@ from nequip_jax._cache import CACHE_ENV, default_cache_dir, enable_compilation_c
 @pytest.fixture
 def no_cache_set(monkeypatch):
     """No cache folder configured (the suite's own is restored afterwards)."""
-    previous = jax.config.jax_compilation_cache_dir, jax.config.jax_compilation_cache_max_size
+    previous = jax.config.jax_compilation_cache_dir
     jax.config.update("jax_compilation_cache_dir", None)
-    jax.config.update("jax_compilation_cache_max_size", -1)
     monkeypatch.delenv(CACHE_ENV, raising=False)
     yield
-    jax.config.update("jax_compilation_cache_dir", previous[0])
-    jax.config.update("jax_compilation_cache_max_size", previous[1])
+    jax.config.update("jax_compilation_cache_dir", previous)
 
 
 def test_default_folder_is_the_user_cache(no_cache_set, monkeypatch, tmp_path):
@@ -31,25 +29,6 @@ def test_default_folder_is_the_user_cache(no_cache_set, monkeypatch, tmp_path):
     assert enable_compilation_cache() == tmp_path / "xdg" / "nequip-jax" / "xla"
     assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xdg" / "nequip-jax" / "xla")
     assert (tmp_path / "xdg" / "nequip-jax" / "xla").is_dir()
-
-
-def test_the_folder_is_bounded_and_locked_and_a_users_bound_is_kept(
-    no_cache_set, monkeypatch, tmp_path
-):
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "a"))
-    enable_compilation_cache()
-    # A bound is what makes JAX lock the folder around reads and writes (jax._src.lru_cache).
-    assert jax.config.jax_compilation_cache_max_size == _cache.MAX_SIZE
-    jax.config.update("jax_compilation_cache_dir", None)
-    jax.config.update("jax_compilation_cache_max_size", 123)
-    enable_compilation_cache()
-    assert jax.config.jax_compilation_cache_max_size == 123
-    # Without filelock JAX cannot lock the folder: no bound is set (JAX would refuse it).
-    jax.config.update("jax_compilation_cache_dir", None)
-    jax.config.update("jax_compilation_cache_max_size", -1)
-    monkeypatch.setitem(sys.modules, "filelock", None)  # import filelock raises ImportError
-    assert enable_compilation_cache() == tmp_path / "a"
-    assert jax.config.jax_compilation_cache_max_size == -1
 
 
 @pytest.mark.parametrize("value", ["off", "0", "OFF", "", "none", "false"])
